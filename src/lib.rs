@@ -1,0 +1,14 @@
+//! kefu: the callback server and assistant behind a WeChat shop's customer service.
+//!
+//! Flow: WeCom / Official Account callback -> [`web`] (verify, decrypt with [`crypto`], parse
+//! with [`wecom`]) -> [`channel`] (record once in [`store`], decide the answer) -> reply.
+
+pub mod channel;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod web;
+pub mod wecom;

@@ -1,0 +1,105 @@
+//! Prometheus metrics, served as text on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOutcome {
+    pub route: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabel {
+    pub route: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabel {
+    pub channel: String,
+    pub msg_type: String,
+}
+
+type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteOutcome, Counter>,
+    pub latency: HistogramFamily,
+    pub rejects: Family<RejectLabel, Counter>,
+    pub duplicates: Family<ChannelLabel, Counter>,
+    pub recorded: Family<MessageLabel, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~0.8 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kefu");
+        let requests = Family::<RouteOutcome, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let rejects = Family::<RejectLabel, Counter>::default();
+        let duplicates = Family::<ChannelLabel, Counter>::default();
+        let recorded = Family::<MessageLabel, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and outcome", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register("callback_rejects", "Callbacks refused, by reason", rejects.clone());
+        registry.register(
+            "callback_duplicates_dropped",
+            "Callback retries and replays recognised as already recorded",
+            duplicates.clone(),
+        );
+        registry.register("messages_recorded", "Inbound messages stored", recorded.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            rejects,
+            duplicates,
+            recorded,
+        }
+    }
+
+    pub fn reject(&self, route: &str, reason: &str) {
+        self.rejects
+            .get_or_create(&RejectLabel {
+                route: route.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
