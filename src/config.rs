@@ -27,9 +27,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    let env = env_name(key)
-        .map(|e| format!(" ({e})"))
-        .unwrap_or_default();
+    let env = env_name(key).map(|e| format!(" ({e})")).unwrap_or_default();
     ConfigError::Invalid {
         key,
         env,
@@ -39,7 +37,10 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 
 /// The `KEFU_*` variable for a dotted key, e.g. `wecom.token` -> `KEFU_WECOM_TOKEN`.
 fn env_name(key: &str) -> Option<String> {
-    Some(format!("KEFU_{}", key.replace('.', "_").to_ascii_uppercase()))
+    Some(format!(
+        "KEFU_{}",
+        key.replace('.', "_").to_ascii_uppercase()
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,7 +197,10 @@ impl Config {
     }
 }
 
-fn apply_env(raw: &mut RawConfig, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+fn apply_env(
+    raw: &mut RawConfig,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     let set = |slot: &mut Option<String>, key: &str| {
         if let Some(v) = env_name(key).and_then(|n| env(&n)) {
             *slot = Some(v);
@@ -209,9 +213,20 @@ fn apply_env(raw: &mut RawConfig, env: &impl Fn(&str) -> Option<String>) -> Resu
     set(&mut raw.log_format, "log_format");
 
     let has = |prefix: &str| {
-        ["corp_id", "token", "encoding_aes_key", "secret", "api_base", "app_id"]
-            .iter()
-            .any(|f| env_name(&format!("{prefix}.{f}")).and_then(|n| env(&n)).is_some())
+        [
+            "corp_id",
+            "token",
+            "encoding_aes_key",
+            "secret",
+            "api_base",
+            "app_id",
+        ]
+        .iter()
+        .any(|f| {
+            env_name(&format!("{prefix}.{f}"))
+                .and_then(|n| env(&n))
+                .is_some()
+        })
     };
     if has("wecom") {
         raw.wecom.get_or_insert_with(Default::default);
@@ -276,9 +291,12 @@ fn aes_key(value: String, key: &'static str) -> Result<String, ConfigError> {
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listen = listen_text
-        .parse()
-        .map_err(|_| invalid("listen", format!("expected host:port such as 127.0.0.1:8080, got {listen_text:?}")))?;
+    let listen = listen_text.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("expected host:port such as 127.0.0.1:8080, got {listen_text:?}"),
+        )
+    })?;
 
     let database_url = raw
         .database_url
@@ -296,7 +314,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let log_format = match raw.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
-        other => return Err(invalid("log_format", format!("expected text or json, got {other:?}"))),
+        other => {
+            return Err(invalid(
+                "log_format",
+                format!("expected text or json, got {other:?}"),
+            ))
+        }
     };
 
     let wecom = match raw.wecom {
@@ -304,15 +327,20 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(w) => {
             let corp_id = required(w.corp_id, "wecom.corp_id")?;
             let token = required(w.token, "wecom.token")?;
-            let encoding_aes_key =
-                aes_key(required(w.encoding_aes_key, "wecom.encoding_aes_key")?, "wecom.encoding_aes_key")?;
+            let encoding_aes_key = aes_key(
+                required(w.encoding_aes_key, "wecom.encoding_aes_key")?,
+                "wecom.encoding_aes_key",
+            )?;
             let api_base = w
                 .api_base
                 .unwrap_or_else(|| "https://qyapi.weixin.qq.com".into())
                 .trim_end_matches('/')
                 .to_string();
             if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
-                return Err(invalid("wecom.api_base", "expected an http:// or https:// URL"));
+                return Err(invalid(
+                    "wecom.api_base",
+                    "expected an http:// or https:// URL",
+                ));
             }
             Some(WecomConfig {
                 corp_id,
@@ -330,7 +358,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             app_id: required(m.app_id, "mp.app_id")?,
             token: required(m.token, "mp.token")?,
             encoding_aes_key: match m.encoding_aes_key {
-                Some(k) if !k.trim().is_empty() => Some(aes_key(k.trim().to_string(), "mp.encoding_aes_key")?),
+                Some(k) if !k.trim().is_empty() => {
+                    Some(aes_key(k.trim().to_string(), "mp.encoding_aes_key")?)
+                }
                 _ => None,
             },
         }),
@@ -339,7 +369,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let cb = raw.callback.unwrap_or_default();
     let max_body_bytes = cb.max_body_bytes.unwrap_or(64 * 1024);
     if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
-        return Err(invalid("callback.max_body_bytes", "must be between 1024 and 16777216"));
+        return Err(invalid(
+            "callback.max_body_bytes",
+            "must be between 1024 and 16777216",
+        ));
     }
     let ack_text = cb.ack_text.unwrap_or_else(|| DEFAULT_ACK_TEXT.into());
     if ack_text.trim().is_empty() {
@@ -373,7 +406,8 @@ impl WecomConfig {
 impl MpConfig {
     pub fn crypt(&self) -> Option<MsgCrypt> {
         self.encoding_aes_key.as_ref().map(|k| {
-            MsgCrypt::new(&self.token, k, &self.app_id).expect("EncodingAESKey validated at config load")
+            MsgCrypt::new(&self.token, k, &self.app_id)
+                .expect("EncodingAESKey validated at config load")
         })
     }
 }
@@ -386,7 +420,10 @@ mod tests {
     const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 
     fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_sources(toml, Path::new("kefu.toml"), |k| env.get(k).cloned())
     }
 
@@ -418,7 +455,10 @@ mod tests {
         assert_eq!(c.mp.as_ref().unwrap().app_id, "wxenv");
         assert_eq!(c.wecom.as_ref().unwrap().corp_id, "wwcorp");
         assert_eq!(c.database_url, "postgres://u:pw@h/db");
-        assert!(!format!("{c:?}").contains("pw@"), "password must not be in Debug");
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "password must not be in Debug"
+        );
     }
 
     #[test]
@@ -432,12 +472,17 @@ mod tests {
         assert!(err.contains("wecom.encoding_aes_key"), "{err}");
         assert!(err.contains("KEFU_WECOM_ENCODING_AES_KEY"), "{err}");
         assert!(err.contains("43"), "{err}");
-        assert!(!err.contains("tooshort"), "the secret itself is not echoed: {err}");
+        assert!(
+            !err.contains("tooshort"),
+            "the secret itself is not echoed: {err}"
+        );
     }
 
     #[test]
     fn missing_required_key_in_a_section_is_named() {
-        let err = load("[wecom]\ncorp_id=\"ww\"\n", &[]).unwrap_err().to_string();
+        let err = load("[wecom]\ncorp_id=\"ww\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("wecom.token"), "{err}");
     }
 
@@ -445,20 +490,34 @@ mod tests {
     fn malformed_values_are_clear_errors() {
         let err = load("listen = \"nope\"", &[]).unwrap_err().to_string();
         assert!(err.contains("`listen`"), "{err}");
-        let err = load("database_url = \"mysql://x\"", &[]).unwrap_err().to_string();
+        let err = load("database_url = \"mysql://x\"", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("database_url"), "{err}");
-        let err = load("lisen = \"127.0.0.1:1\"", &[]).unwrap_err().to_string();
+        let err = load("lisen = \"127.0.0.1:1\"", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lisen"), "unknown keys are named: {err}");
-        let err = load("", &[("KEFU_CALLBACK_MAX_BODY_BYTES", "lots")]).unwrap_err().to_string();
+        let err = load("", &[("KEFU_CALLBACK_MAX_BODY_BYTES", "lots")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("callback.max_body_bytes"), "{err}");
-        let err = load("[callback]\nmax_body_bytes = 10", &[]).unwrap_err().to_string();
+        let err = load("[callback]\nmax_body_bytes = 10", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("callback.max_body_bytes"), "{err}");
     }
 
     #[test]
     fn redacts_database_password() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url("postgres://postgres@h/db"), "postgres://postgres@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
         assert_eq!(redact_url("sqlite://data/kefu.db"), "sqlite://data/kefu.db");
     }
 }

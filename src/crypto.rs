@@ -91,7 +91,9 @@ pub fn decode_aes_key(encoding_aes_key: &str) -> Result<[u8; 32], CryptoError> {
     let mut padded = String::with_capacity(44);
     padded.push_str(encoding_aes_key);
     padded.push('=');
-    let bytes = KEY_B64.decode(padded).map_err(|_| CryptoError::IllegalAesKey)?;
+    let bytes = KEY_B64
+        .decode(padded)
+        .map_err(|_| CryptoError::IllegalAesKey)?;
     bytes.try_into().map_err(|_| CryptoError::IllegalAesKey)
 }
 
@@ -183,7 +185,9 @@ impl MsgCrypt {
 
     /// Decrypt an `Encrypt` value and check its layout and receive id.
     pub fn decrypt(&self, encrypt: &str) -> Result<String, CryptoError> {
-        let mut buf = B64.decode(encrypt.trim()).map_err(|_| CryptoError::Base64)?;
+        let mut buf = B64
+            .decode(encrypt.trim())
+            .map_err(|_| CryptoError::Base64)?;
         if buf.is_empty() || buf.len() % 16 != 0 {
             return Err(CryptoError::CiphertextLength);
         }
@@ -327,7 +331,11 @@ mod tests {
         for (name, random, msg, enc, sig) in positive_vectors() {
             assert_eq!(c.encrypt_with_random(&msg, &random), enc, "{name} encrypt");
             assert_eq!(c.signature(TS, NONCE, enc), sig, "{name} signature");
-            assert_eq!(c.verify_and_decrypt(sig, TS, NONCE, enc).unwrap(), msg, "{name} decrypt");
+            assert_eq!(
+                c.verify_and_decrypt(sig, TS, NONCE, enc).unwrap(),
+                msg,
+                "{name} decrypt"
+            );
         }
     }
 
@@ -344,7 +352,11 @@ mod tests {
         for (name, enc, sig, want) in cases {
             // The signature is valid, so each must fail after it, for its own reason.
             c.verify_signature(sig, TS, NONCE, enc).unwrap();
-            assert_eq!(c.verify_and_decrypt(sig, TS, NONCE, enc), Err(want), "{name}");
+            assert_eq!(
+                c.verify_and_decrypt(sig, TS, NONCE, enc),
+                Err(want),
+                "{name}"
+            );
         }
     }
 
@@ -362,15 +374,26 @@ mod tests {
                     "{name} char {i}"
                 );
             }
-            assert_eq!(c.verify_and_decrypt("", TS, NONCE, enc), Err(CryptoError::Signature));
-            assert_eq!(c.verify_and_decrypt(sig, "1700000001", NONCE, enc), Err(CryptoError::Signature));
+            assert_eq!(
+                c.verify_and_decrypt("", TS, NONCE, enc),
+                Err(CryptoError::Signature)
+            );
+            assert_eq!(
+                c.verify_and_decrypt(sig, "1700000001", NONCE, enc),
+                Err(CryptoError::Signature)
+            );
         }
     }
 
     #[test]
     fn non_base64_ciphertext_is_rejected() {
         let c = crypt();
-        for enc in ["not*base64!", "sKqR bbiS", "====", "sKqRbbiSUnDhFHOvPjtUMd2a%%"] {
+        for enc in [
+            "not*base64!",
+            "sKqR bbiS",
+            "====",
+            "sKqRbbiSUnDhFHOvPjtUMd2a%%",
+        ] {
             assert_eq!(c.decrypt(enc), Err(CryptoError::Base64), "{enc}");
         }
         assert_eq!(c.decrypt(""), Err(CryptoError::CiphertextLength));
@@ -378,7 +401,8 @@ mod tests {
 
     #[test]
     fn wrong_key_is_bad_padding_or_layout_never_a_panic() {
-        let other = MsgCrypt::new(TOKEN, "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", RID).unwrap();
+        let other =
+            MsgCrypt::new(TOKEN, "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", RID).unwrap();
         for (_, _, _, enc, _) in positive_vectors() {
             assert!(other.decrypt(enc).is_err());
         }
@@ -386,8 +410,18 @@ mod tests {
 
     #[test]
     fn illegal_aes_keys_are_refused() {
-        for key in ["", "short", &KEY[..42], &format!("{KEY}A"), "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2*"] {
-            assert_eq!(MsgCrypt::new(TOKEN, key, RID).err(), Some(CryptoError::IllegalAesKey), "{key}");
+        for key in [
+            "",
+            "short",
+            &KEY[..42],
+            &format!("{KEY}A"),
+            "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2*",
+        ] {
+            assert_eq!(
+                MsgCrypt::new(TOKEN, key, RID).err(),
+                Some(CryptoError::IllegalAesKey),
+                "{key}"
+            );
         }
     }
 
@@ -407,9 +441,24 @@ mod tests {
     fn passive_reply_envelope_verifies_and_decrypts() {
         let c = crypt();
         let env = c.encrypt_reply("<xml><Content>好的</Content></xml>", TS, NONCE);
-        let enc = env.split("<Encrypt><![CDATA[").nth(1).unwrap().split("]]>").next().unwrap();
-        let sig = env.split("<MsgSignature><![CDATA[").nth(1).unwrap().split("]]>").next().unwrap();
-        assert_eq!(c.verify_and_decrypt(sig, TS, NONCE, enc).unwrap(), "<xml><Content>好的</Content></xml>");
+        let enc = env
+            .split("<Encrypt><![CDATA[")
+            .nth(1)
+            .unwrap()
+            .split("]]>")
+            .next()
+            .unwrap();
+        let sig = env
+            .split("<MsgSignature><![CDATA[")
+            .nth(1)
+            .unwrap()
+            .split("]]>")
+            .next()
+            .unwrap();
+        assert_eq!(
+            c.verify_and_decrypt(sig, TS, NONCE, enc).unwrap(),
+            "<xml><Content>好的</Content></xml>"
+        );
     }
 
     mod props {

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use kefu::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "kefu", version, about = "Customer-service assistant for shops selling inside WeChat")]
+#[command(
+    name = "kefu",
+    version,
+    about = "Customer-service assistant for shops selling inside WeChat"
+)]
 struct Cli {
     /// Config file (default ./kefu.toml; every key optional, KEFU_* variables override).
     #[arg(long, global = true, env = "KEFU_CONFIG")]
@@ -29,7 +33,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -53,12 +59,22 @@ fn main() -> ExitCode {
                 "configuration ok: listen {}, store {}, wecom {}, official account {}",
                 config.listen,
                 kefu::config::redact_url(&config.database_url),
-                if config.wecom.is_some() { "configured" } else { "off" },
-                if config.mp.is_some() { "configured" } else { "off" },
+                if config.wecom.is_some() {
+                    "configured"
+                } else {
+                    "off"
+                },
+                if config.mp.is_some() {
+                    "configured"
+                } else {
+                    "off"
+                },
             );
             ExitCode::SUCCESS
         }
-        Command::Serve { check_config: false } => {
+        Command::Serve {
+            check_config: false,
+        } => {
             init_logging(config.log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

@@ -64,19 +64,31 @@ impl Metrics {
         let rejects = Family::<RejectLabel, Counter>::default();
         let duplicates = Family::<ChannelLabel, Counter>::default();
         let recorded = Family::<MessageLabel, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and outcome", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and outcome",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
             latency.clone(),
         );
-        registry.register("callback_rejects", "Callbacks refused, by reason", rejects.clone());
+        registry.register(
+            "callback_rejects",
+            "Callbacks refused, by reason",
+            rejects.clone(),
+        );
         registry.register(
             "callback_duplicates_dropped",
             "Callback retries and replays recognised as already recorded",
             duplicates.clone(),
         );
-        registry.register("messages_recorded", "Inbound messages stored", recorded.clone());
+        registry.register(
+            "messages_recorded",
+            "Inbound messages stored",
+            recorded.clone(),
+        );
         Metrics {
             registry,
             requests,

@@ -37,18 +37,33 @@ async fn wecom_url_verification_answers_the_official_sample(db: Db) {
     app.clock.set_secs(1409659589);
     // echostr as WeCom sends it: URL-encoded base64.
     let q = "msg_signature=5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3&timestamp=1409659589&nonce=263014780&echostr=P9nAzCzyDtyTWESHep1vC5X9xho%2FqYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp%2B4RPcs8TgAE7OaBO%2BFZXvnaqQ%3D%3D";
-    let r = app.http.get(app.url(&format!("/wecom/callback?{q}"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/wecom/callback?{q}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "1616140317555161061");
 
     // A sender that forgot to encode '+' still verifies.
     let q_plus = q.replace("%2B", "+");
-    let r = app.http.get(app.url(&format!("/wecom/callback?{q_plus}"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/wecom/callback?{q_plus}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "1616140317555161061");
 
     // One changed signature character fails.
     let bad = q.replace("5c45ff5e", "5c45ff5f");
-    let r = app.http.get(app.url(&format!("/wecom/callback?{bad}"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/wecom/callback?{bad}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "bad_signature");
 }
@@ -56,11 +71,21 @@ async fn wecom_url_verification_answers_the_official_sample(db: Db) {
 async fn wecom_message_is_recorded_once_and_its_retries_dropped(db: Db) {
     let app = TestApp::start(db).await;
     let ts = now_secs();
-    let xml = text_xml(CORP_ID, "zhangsan", 7300000000000000001, "我的快递到哪了？", ts);
+    let xml = text_xml(
+        CORP_ID,
+        "zhangsan",
+        7300000000000000001,
+        "我的快递到哪了？",
+        ts,
+    );
     let (q, body) = sealed(&wecom_crypt(), &xml, ts);
     for attempt in 0..3 {
         let (status, text) = app.post("/wecom/callback", &q, body.clone()).await;
-        assert_eq!((status, text.as_str()), (200, "success"), "attempt {attempt}");
+        assert_eq!(
+            (status, text.as_str()),
+            (200, "success"),
+            "attempt {attempt}"
+        );
     }
     // A replay with a fresh envelope (new nonce, new random prefix) is the same message.
     let (q2, body2) = sealed(&wecom_crypt(), &xml, ts);
@@ -68,14 +93,23 @@ async fn wecom_message_is_recorded_once_and_its_retries_dropped(db: Db) {
 
     assert_eq!(app.count("wecom").await, 1);
     let m = app.metrics().await;
-    assert_eq!(metric(&m, "kefu_callback_duplicates_dropped_total{channel=\"wecom\"}"), 3.0);
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_callback_duplicates_dropped_total{channel=\"wecom\"}"
+        ),
+        3.0
+    );
     let (content, from): (String, String) = sqlx::query_as(
         "SELECT content, from_user FROM inbound_messages WHERE dedup_key = 'msg:7300000000000000001'",
     )
     .fetch_one(app.state.store.pool())
     .await
     .unwrap();
-    assert_eq!((content.as_str(), from.as_str()), ("我的快递到哪了？", "zhangsan"));
+    assert_eq!(
+        (content.as_str(), from.as_str()),
+        ("我的快递到哪了？", "zhangsan")
+    );
 }
 
 fn kf_event_xml(token: &str, ts: i64) -> String {
@@ -87,9 +121,16 @@ fn kf_event_xml(token: &str, ts: i64) -> String {
 async fn kf_event_is_recorded_and_deduplicated_on_its_token(db: Db) {
     let app = TestApp::start(db).await;
     let ts = now_secs();
-    for token in ["ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR", "ENCAnother", "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR"] {
+    for token in [
+        "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR",
+        "ENCAnother",
+        "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR",
+    ] {
         let (q, body) = sealed(&wecom_crypt(), &kf_event_xml(token, ts), ts);
-        assert_eq!(app.post("/wecom/callback", &q, body).await, (200, "success".into()));
+        assert_eq!(
+            app.post("/wecom/callback", &q, body).await,
+            (200, "success".into())
+        );
     }
     assert_eq!(app.count("wecom").await, 2);
     let (event, status): (String, String) = sqlx::query_as(
@@ -98,7 +139,10 @@ async fn kf_event_is_recorded_and_deduplicated_on_its_token(db: Db) {
     .fetch_one(app.state.store.pool())
     .await
     .unwrap();
-    assert_eq!((event.as_str(), status.as_str()), ("kf_msg_or_event", "received"));
+    assert_eq!(
+        (event.as_str(), status.as_str()),
+        ("kf_msg_or_event", "received")
+    );
 }
 
 async fn every_message_type_is_stored_including_unknown_ones(db: Db) {
@@ -120,18 +164,36 @@ async fn every_message_type_is_stored_including_unknown_ones(db: Db) {
         let (q, body) = sealed(&wecom_crypt(), m, ts);
         assert_eq!(app.post("/wecom/callback", &q, body).await.0, 200, "{m}");
     }
-    let types: Vec<String> = sqlx::query_scalar("SELECT msg_type FROM inbound_messages ORDER BY msg_type")
-        .fetch_all(app.state.store.pool())
-        .await
-        .unwrap();
-    assert_eq!(types, ["brand_new_type", "event", "image", "link", "location", "video", "voice"]);
+    let types: Vec<String> =
+        sqlx::query_scalar("SELECT msg_type FROM inbound_messages ORDER BY msg_type")
+            .fetch_all(app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        types,
+        [
+            "brand_new_type",
+            "event",
+            "image",
+            "link",
+            "location",
+            "video",
+            "voice"
+        ]
+    );
 }
 
 async fn official_account_text_gets_an_encrypted_passive_reply_once(db: Db) {
     let app = TestApp::start(db).await;
     let crypt = mp_crypt();
     let ts = now_secs();
-    let xml = text_xml("gh_shop", "oShopper1", 6100000000000000001, "在吗？衣服什么时候发货", ts);
+    let xml = text_xml(
+        "gh_shop",
+        "oShopper1",
+        6100000000000000001,
+        "在吗？衣服什么时候发货",
+        ts,
+    );
     let encrypt = crypt.encrypt(&xml);
     let nonce = "55667788";
     let query = mp_query(&crypt, &encrypt, ts, nonce);
@@ -146,9 +208,18 @@ async fn official_account_text_gets_an_encrypted_passive_reply_once(db: Db) {
     let rts = plain_field(&reply, "TimeStamp").unwrap();
     let rnonce = cdata_field(&reply, "Nonce").unwrap();
     let inner = crypt.verify_and_decrypt(&sig, &rts, &rnonce, &enc).unwrap();
-    assert_eq!(cdata_field(&inner, "Content").as_deref(), Some("收到啦，客服马上来"));
-    assert_eq!(cdata_field(&inner, "ToUserName").as_deref(), Some("oShopper1"));
-    assert_eq!(cdata_field(&inner, "FromUserName").as_deref(), Some("gh_shop"));
+    assert_eq!(
+        cdata_field(&inner, "Content").as_deref(),
+        Some("收到啦，客服马上来")
+    );
+    assert_eq!(
+        cdata_field(&inner, "ToUserName").as_deref(),
+        Some("oShopper1")
+    );
+    assert_eq!(
+        cdata_field(&inner, "FromUserName").as_deref(),
+        Some("gh_shop")
+    );
 
     // WeChat retries: same answer, nothing new stored.
     let (status, reply2) = app.post("/wechat/callback", &query, body).await;
@@ -165,12 +236,17 @@ async fn official_account_text_gets_an_encrypted_passive_reply_once(db: Db) {
 
 async fn official_account_plaintext_mode_and_url_verification(db: Db) {
     // An account without an EncodingAESKey runs in plaintext mode.
-    let app = TestApp::start_with(db, |t| t.replace(&format!("encoding_aes_key = \"{MP_AES_KEY}\"\n"), "")).await;
+    let app = TestApp::start_with(db, |t| {
+        t.replace(&format!("encoding_aes_key = \"{MP_AES_KEY}\"\n"), "")
+    })
+    .await;
     let ts = now_secs();
     let sig = kefu::crypto::sha1_signature(&[MP_TOKEN, &ts.to_string(), "42"]);
     let r = app
         .http
-        .get(app.url(&format!("/wechat/callback?signature={sig}&timestamp={ts}&nonce=42&echostr=abc123")))
+        .get(app.url(&format!(
+            "/wechat/callback?signature={sig}&timestamp={ts}&nonce=42&echostr=abc123"
+        )))
         .send()
         .await
         .unwrap();
@@ -178,20 +254,37 @@ async fn official_account_plaintext_mode_and_url_verification(db: Db) {
     assert_eq!(r.text().await.unwrap(), "abc123");
 
     let xml = text_xml("gh_shop", "oShopper2", 99, "<b>你好</b>]]>", ts);
-    let (status, reply) = app.post("/wechat/callback", &format!("signature={sig}&timestamp={ts}&nonce=42&openid=oShopper2"), xml).await;
+    let (status, reply) = app
+        .post(
+            "/wechat/callback",
+            &format!("signature={sig}&timestamp={ts}&nonce=42&openid=oShopper2"),
+            xml,
+        )
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(cdata_field(&reply, "Content").as_deref(), Some("收到啦，客服马上来"));
-    assert_eq!(cdata_field(&reply, "ToUserName").as_deref(), Some("oShopper2"));
+    assert_eq!(
+        cdata_field(&reply, "Content").as_deref(),
+        Some("收到啦，客服马上来")
+    );
+    assert_eq!(
+        cdata_field(&reply, "ToUserName").as_deref(),
+        Some("oShopper2")
+    );
     let content: String = sqlx::query_scalar("SELECT content FROM inbound_messages")
         .fetch_one(app.state.store.pool())
         .await
         .unwrap();
     // The CDATA section ends at the first `]]>`; the stray `]]>` after it is text.
-    assert_eq!(content, "<b>你好</b>]]>", "customer text stored exactly as sent");
+    assert_eq!(
+        content, "<b>你好</b>]]>",
+        "customer text stored exactly as sent"
+    );
 
     // Without a signature a plaintext body is refused.
     let xml = text_xml("gh_shop", "oShopper2", 100, "hi", ts);
-    let (status, reason) = app.post("/wechat/callback", &format!("timestamp={ts}&nonce=42"), xml).await;
+    let (status, reason) = app
+        .post("/wechat/callback", &format!("timestamp={ts}&nonce=42"), xml)
+        .await;
     assert_eq!((status, reason.as_str()), (400, "missing_param"));
     assert_eq!(app.count("mp").await, 1);
 }
@@ -217,7 +310,11 @@ async fn bad_input_gets_a_specific_4xx_and_changes_nothing(db: Db) {
     app.clock.set_secs(V_TS);
     for (enc, status, reason) in vectors {
         let (q, body) = sealed_raw(&c, enc, V_TS, V_NONCE);
-        assert_eq!(app.post("/wecom/callback", &q, body).await, (status, reason.to_string()), "{reason}");
+        assert_eq!(
+            app.post("/wecom/callback", &q, body).await,
+            (status, reason.to_string()),
+            "{reason}"
+        );
     }
     app.clock.set_secs(now);
 
@@ -227,7 +324,11 @@ async fn bad_input_gets_a_specific_4xx_and_changes_nothing(db: Db) {
     let (q_future, body_future) = sealed(&c, &good_xml, now + 301);
     let (q_corp, body_corp) = sealed(&other_corp, &good_xml, now);
     let (q_inner, body_inner) = sealed(&c, "<xml><MsgType>text</MsgType", now);
-    let (q_nofield, body_nofield) = sealed(&c, &format!("<xml><CreateTime>{now}</CreateTime></xml>"), now);
+    let (q_nofield, body_nofield) = sealed(
+        &c,
+        &format!("<xml><CreateTime>{now}</CreateTime></xml>"),
+        now,
+    );
     let bad_sig = q_ok.replacen("msg_signature=", "msg_signature=0", 1);
     let cases: Vec<(&str, String, String, &str, u16, &str)> = vec![
         ("no query", String::new(), body_ok.clone(), "text/xml", 400, "missing_param"),
@@ -257,31 +358,63 @@ async fn bad_input_gets_a_specific_4xx_and_changes_nothing(db: Db) {
         assert_eq!(r.status().as_u16(), status, "{name}");
         assert_eq!(r.text().await.unwrap(), reason, "{name}");
     }
-    let r = app.http.put(app.url("/wecom/callback")).body("x").send().await.unwrap();
+    let r = app
+        .http
+        .put(app.url("/wecom/callback"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.text().await.unwrap(), "method_not_allowed");
 
     // Official Account safe mode refuses a plaintext body and a missing msg_signature.
     let ts = now.to_string();
     let sig = kefu::crypto::sha1_signature(&[MP_TOKEN, &ts, "1"]);
-    let (s, reason) = app.post("/wechat/callback", &format!("signature={sig}&timestamp={ts}&nonce=1"), text_xml("gh", "o", 5, "x", now)).await;
+    let (s, reason) = app
+        .post(
+            "/wechat/callback",
+            &format!("signature={sig}&timestamp={ts}&nonce=1"),
+            text_xml("gh", "o", 5, "x", now),
+        )
+        .await;
     assert_eq!((s, reason.as_str()), (400, "unsupported_encrypt_type"));
-    let (s, reason) = app.post("/wechat/callback", &format!("signature={sig}&timestamp={ts}&nonce=1&encrypt_type=aes"), body_ok.clone()).await;
+    let (s, reason) = app
+        .post(
+            "/wechat/callback",
+            &format!("signature={sig}&timestamp={ts}&nonce=1&encrypt_type=aes"),
+            body_ok.clone(),
+        )
+        .await;
     assert_eq!((s, reason.as_str()), (400, "missing_param"));
 
     // Nothing reached the store, and every refusal is counted by reason.
     assert_eq!(app.count("wecom").await, 0);
     assert_eq!(app.count("mp").await, 0);
     let m = app.metrics().await;
-    for (reason, n) in [("bad_padding", 2.0), ("bad_signature", 1.0), ("stale_timestamp", 2.0), ("body_too_large", 1.0), ("receive_id_mismatch", 2.0)] {
+    for (reason, n) in [
+        ("bad_padding", 2.0),
+        ("bad_signature", 1.0),
+        ("stale_timestamp", 2.0),
+        ("body_too_large", 1.0),
+        ("receive_id_mismatch", 2.0),
+    ] {
         assert_eq!(
-            metric(&m, &format!("kefu_callback_rejects_total{{route=\"/wecom/callback\",reason=\"{reason}\"}}")),
+            metric(
+                &m,
+                &format!(
+                    "kefu_callback_rejects_total{{route=\"/wecom/callback\",reason=\"{reason}\"}}"
+                )
+            ),
             n,
             "{reason}\n{m}"
         );
     }
     // The good message still goes through afterwards.
-    assert_eq!(app.post("/wecom/callback", &q_ok, body_ok).await, (200, "success".into()));
+    assert_eq!(
+        app.post("/wecom/callback", &q_ok, body_ok).await,
+        (200, "success".into())
+    );
     assert_eq!(app.count("wecom").await, 1);
 }
 
@@ -305,7 +438,13 @@ async fn concurrent_deliveries_with_retries_store_each_message_once(db: Db) {
     }
     assert_eq!(app.count("wecom").await, 200);
     let m = app.metrics().await;
-    assert_eq!(metric(&m, "kefu_callback_duplicates_dropped_total{channel=\"wecom\"}"), 200.0);
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_callback_duplicates_dropped_total{channel=\"wecom\"}"
+        ),
+        200.0
+    );
 }
 
 async fn health_readiness_and_metrics(db: Db) {
@@ -314,13 +453,36 @@ async fn health_readiness_and_metrics(db: Db) {
     assert_eq!(get("/healthz").await.unwrap().text().await.unwrap(), "ok");
     let r = get("/readyz").await.unwrap();
     assert_eq!(r.status(), 200);
-    let (q, body) = sealed(&wecom_crypt(), &text_xml(CORP_ID, "u", 77, "hi", now_secs()), now_secs());
+    let (q, body) = sealed(
+        &wecom_crypt(),
+        &text_xml(CORP_ID, "u", 77, "hi", now_secs()),
+        now_secs(),
+    );
     app.post("/wecom/callback", &q, body).await;
     let m = app.metrics().await;
-    assert_eq!(metric(&m, "kefu_http_requests_total{route=\"/wecom/callback\",outcome=\"ok\"}"), 1.0, "{m}");
-    assert!(m.contains("kefu_http_request_duration_seconds_bucket{le="), "{m}");
-    assert_eq!(metric(&m, "kefu_messages_recorded_total{channel=\"wecom\",msg_type=\"text\"}"), 1.0);
-    assert!(!m.contains(TOKEN) && !m.contains(AES_KEY), "no secrets in metrics");
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_http_requests_total{route=\"/wecom/callback\",outcome=\"ok\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        m.contains("kefu_http_request_duration_seconds_bucket{le="),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_messages_recorded_total{channel=\"wecom\",msg_type=\"text\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !m.contains(TOKEN) && !m.contains(AES_KEY),
+        "no secrets in metrics"
+    );
 
     // Readiness follows the store.
     app.state.store.close().await;

@@ -25,7 +25,10 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database folder {path}: {source}")]
-    Folder { path: String, source: std::io::Error },
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the store is shutting down")]
     Closed,
 }
@@ -155,7 +158,10 @@ mod tests {
         let url = prepare_sqlite(&format!("sqlite://{}", path.display())).unwrap();
         assert!(url.ends_with("kefu.db?mode=rwc"), "{url}");
         assert!(path.parent().unwrap().is_dir());
-        assert_eq!(prepare_sqlite("sqlite::memory:").unwrap(), "sqlite::memory:");
+        assert_eq!(
+            prepare_sqlite("sqlite::memory:").unwrap(),
+            "sqlite::memory:"
+        );
     }
 
     #[test]

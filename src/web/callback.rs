@@ -60,13 +60,21 @@ impl CallbackQuery {
 
 /// Log and count a refusal, then turn it into the response.
 fn refuse(state: &AppState, route: &'static str, r: Reject) -> Response {
-    tracing::warn!(route, reason = r.reason, status = r.status.as_u16(), "callback refused");
+    tracing::warn!(
+        route,
+        reason = r.reason,
+        status = r.status.as_u16(),
+        "callback refused"
+    );
     state.metrics.reject(route, r.reason);
     r.into_response()
 }
 
 fn check_timestamp(state: &AppState, timestamp: &str) -> Result<(), Reject> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| Reject::BAD_TIMESTAMP)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| Reject::BAD_TIMESTAMP)?;
     let tolerance = state.config.callback.timestamp_tolerance_secs as i64;
     if (state.clock.now_secs() - ts).abs() > tolerance {
         return Err(Reject::STALE_TIMESTAMP);
@@ -96,11 +104,19 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 }
 
 fn xml_response(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], body).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn success() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "success").into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "success",
+    )
+        .into_response()
 }
 
 fn fresh_nonce() -> String {
@@ -252,7 +268,10 @@ async fn mp_message_inner(
         let crypt = mp.crypt.as_ref().ok_or(Reject::MODE)?;
         let sig = CallbackQuery::need(&q.msg_signature)?;
         let envelope = parse_envelope(&body)?;
-        (crypt.verify_and_decrypt(sig, &ts, &nonce, &envelope.encrypt)?, Some(crypt))
+        (
+            crypt.verify_and_decrypt(sig, &ts, &nonce, &envelope.encrypt)?,
+            Some(crypt),
+        )
     } else {
         if mp.crypt.is_some() {
             // An account configured for safe mode does not take unencrypted bodies: a leaked

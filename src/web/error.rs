@@ -30,7 +30,10 @@ impl Reject {
     /// Body is not UTF-8.
     pub const NOT_UTF8: Reject = Reject::new(StatusCode::BAD_REQUEST, "body_not_utf8");
     /// Content-Type is not XML or text.
-    pub const CONTENT_TYPE: Reject = Reject::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_type");
+    pub const CONTENT_TYPE: Reject = Reject::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+    );
     /// The route exists but not for this method.
     pub const METHOD: Reject = Reject::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     /// The channel has no configuration.

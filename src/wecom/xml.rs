@@ -25,7 +25,9 @@ pub enum XmlError {
 impl XmlError {
     pub fn reason(&self) -> &'static str {
         match self {
-            XmlError::Malformed(_) | XmlError::NoRoot | XmlError::Doctype | XmlError::TooDeep => "malformed_xml",
+            XmlError::Malformed(_) | XmlError::NoRoot | XmlError::Doctype | XmlError::TooDeep => {
+                "malformed_xml"
+            }
             XmlError::Missing(_) => "missing_field",
             XmlError::NotNumber(_) => "bad_field",
         }
@@ -40,7 +42,10 @@ pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn take(&self, name: &str) -> Option<String> {
@@ -101,12 +106,15 @@ pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
             }
             Event::CData(c) => {
                 if stack.len() == 2 {
-                    let s = std::str::from_utf8(&c).map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    let s =
+                        std::str::from_utf8(&c).map_err(|e| XmlError::Malformed(e.to_string()))?;
                     text.push_str(s);
                 }
             }
             Event::End(_) => {
-                let name = stack.pop().ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
+                let name = stack
+                    .pop()
+                    .ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
                 if stack.len() == 1 {
                     fields.0.push((name, std::mem::take(&mut text)));
                 }
@@ -148,16 +156,44 @@ pub fn parse_envelope(input: &str) -> Result<Envelope, XmlError> {
 /// What a message carries, by `MsgType`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsgBody {
-    Text { content: String },
-    Image { pic_url: Option<String>, media_id: Option<String> },
-    Voice { media_id: Option<String>, format: Option<String> },
-    Video { media_id: Option<String>, thumb_media_id: Option<String> },
-    Location { x: Option<String>, y: Option<String>, scale: Option<String>, label: Option<String> },
-    Link { title: Option<String>, description: Option<String>, url: Option<String> },
+    Text {
+        content: String,
+    },
+    Image {
+        pic_url: Option<String>,
+        media_id: Option<String>,
+    },
+    Voice {
+        media_id: Option<String>,
+        format: Option<String>,
+    },
+    Video {
+        media_id: Option<String>,
+        thumb_media_id: Option<String>,
+    },
+    Location {
+        x: Option<String>,
+        y: Option<String>,
+        scale: Option<String>,
+        label: Option<String>,
+    },
+    Link {
+        title: Option<String>,
+        description: Option<String>,
+        url: Option<String>,
+    },
     /// WeCom Customer Service: messages are waiting to be pulled with `kf/sync_msg`.
-    KfMsgOrEvent { token: String, open_kfid: String },
-    Event { event: String, event_key: Option<String> },
-    Unknown { msg_type: String },
+    KfMsgOrEvent {
+        token: String,
+        open_kfid: String,
+    },
+    Event {
+        event: String,
+        event_key: Option<String>,
+    },
+    Unknown {
+        msg_type: String,
+    },
 }
 
 /// A decrypted callback message.
@@ -227,26 +263,49 @@ pub fn parse_message(input: &str) -> Result<InboundMessage, XmlError> {
         Some(_) => return Err(XmlError::NotNumber("MsgId")),
     };
     let body = match msg_type.as_str() {
-        "text" => MsgBody::Text { content: f.require("Content")? },
-        "image" => MsgBody::Image { pic_url: f.take("PicUrl"), media_id: f.take("MediaId") },
-        "voice" => MsgBody::Voice { media_id: f.take("MediaId"), format: f.take("Format") },
-        "video" | "shortvideo" => MsgBody::Video { media_id: f.take("MediaId"), thumb_media_id: f.take("ThumbMediaId") },
+        "text" => MsgBody::Text {
+            content: f.require("Content")?,
+        },
+        "image" => MsgBody::Image {
+            pic_url: f.take("PicUrl"),
+            media_id: f.take("MediaId"),
+        },
+        "voice" => MsgBody::Voice {
+            media_id: f.take("MediaId"),
+            format: f.take("Format"),
+        },
+        "video" | "shortvideo" => MsgBody::Video {
+            media_id: f.take("MediaId"),
+            thumb_media_id: f.take("ThumbMediaId"),
+        },
         "location" => MsgBody::Location {
             x: f.take("Location_X"),
             y: f.take("Location_Y"),
             scale: f.take("Scale"),
             label: f.take("Label"),
         },
-        "link" => MsgBody::Link { title: f.take("Title"), description: f.take("Description"), url: f.take("Url") },
+        "link" => MsgBody::Link {
+            title: f.take("Title"),
+            description: f.take("Description"),
+            url: f.take("Url"),
+        },
         "event" => {
             let event = f.require("Event")?;
             if event == "kf_msg_or_event" {
-                MsgBody::KfMsgOrEvent { token: f.require("Token")?, open_kfid: f.require("OpenKfId")? }
+                MsgBody::KfMsgOrEvent {
+                    token: f.require("Token")?,
+                    open_kfid: f.require("OpenKfId")?,
+                }
             } else {
-                MsgBody::Event { event, event_key: f.take("EventKey") }
+                MsgBody::Event {
+                    event,
+                    event_key: f.take("EventKey"),
+                }
             }
         }
-        other => MsgBody::Unknown { msg_type: other.to_owned() },
+        other => MsgBody::Unknown {
+            msg_type: other.to_owned(),
+        },
     };
     Ok(InboundMessage {
         to_user: f.take("ToUserName").unwrap_or_default(),
@@ -296,9 +355,15 @@ mod tests {
         let m = parse_message(x).unwrap();
         assert_eq!(
             m.body,
-            MsgBody::KfMsgOrEvent { token: "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR".into(), open_kfid: "wkxxxxxx".into() }
+            MsgBody::KfMsgOrEvent {
+                token: "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR".into(),
+                open_kfid: "wkxxxxxx".into()
+            }
         );
-        assert_eq!(m.dedup_key(x), "kf:ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR");
+        assert_eq!(
+            m.dedup_key(x),
+            "kf:ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR"
+        );
     }
 
     #[test]
@@ -310,20 +375,65 @@ mod tests {
 
     #[test]
     fn each_media_type_is_typed_and_unknown_types_are_kept() {
-        let wrap = |t: &str, extra: &str| format!("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime><MsgType>{t}</MsgType>{extra}<MsgId>9</MsgId></xml>");
-        assert!(matches!(parse_message(&wrap("image", "<PicUrl>http://p</PicUrl><MediaId>m</MediaId>")).unwrap().body, MsgBody::Image { media_id: Some(_), .. }));
-        assert!(matches!(parse_message(&wrap("voice", "<MediaId>m</MediaId><Format>amr</Format>")).unwrap().body, MsgBody::Voice { format: Some(_), .. }));
-        assert!(matches!(parse_message(&wrap("video", "<MediaId>m</MediaId><ThumbMediaId>t</ThumbMediaId>")).unwrap().body, MsgBody::Video { .. }));
+        let wrap = |t: &str, extra: &str| {
+            format!("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime><MsgType>{t}</MsgType>{extra}<MsgId>9</MsgId></xml>")
+        };
+        assert!(matches!(
+            parse_message(&wrap(
+                "image",
+                "<PicUrl>http://p</PicUrl><MediaId>m</MediaId>"
+            ))
+            .unwrap()
+            .body,
+            MsgBody::Image {
+                media_id: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_message(&wrap("voice", "<MediaId>m</MediaId><Format>amr</Format>"))
+                .unwrap()
+                .body,
+            MsgBody::Voice {
+                format: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_message(&wrap(
+                "video",
+                "<MediaId>m</MediaId><ThumbMediaId>t</ThumbMediaId>"
+            ))
+            .unwrap()
+            .body,
+            MsgBody::Video { .. }
+        ));
         assert!(matches!(parse_message(&wrap("location", "<Location_X>23.1</Location_X><Location_Y>113.3</Location_Y><Scale>20</Scale><Label>广州</Label>")).unwrap().body, MsgBody::Location { label: Some(_), .. }));
-        assert!(matches!(parse_message(&wrap("link", "<Title>t</Title><Url>http://u</Url>")).unwrap().body, MsgBody::Link { .. }));
-        assert_eq!(parse_message(&wrap("miniprogrampage", "")).unwrap().body, MsgBody::Unknown { msg_type: "miniprogrampage".into() });
+        assert!(matches!(
+            parse_message(&wrap("link", "<Title>t</Title><Url>http://u</Url>"))
+                .unwrap()
+                .body,
+            MsgBody::Link { .. }
+        ));
+        assert_eq!(
+            parse_message(&wrap("miniprogrampage", "")).unwrap().body,
+            MsgBody::Unknown {
+                msg_type: "miniprogrampage".into()
+            }
+        );
     }
 
     #[test]
     fn entities_and_nested_detail_are_handled() {
         let x = "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>scancode_push</Event><EventKey>k&amp;1</EventKey><ScanCodeInfo><ScanType>qrcode</ScanType></ScanCodeInfo></xml>";
         let m = parse_message(x).unwrap();
-        assert_eq!(m.body, MsgBody::Event { event: "scancode_push".into(), event_key: Some("k&1".into()) });
+        assert_eq!(
+            m.body,
+            MsgBody::Event {
+                event: "scancode_push".into(),
+                event_key: Some("k&1".into())
+            }
+        );
     }
 
     #[test]

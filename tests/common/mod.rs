@@ -29,7 +29,8 @@ pub enum Db {
 pub const BOTH: [Db; 2] = [Db::Sqlite, Db::Postgres];
 
 pub fn pg_admin_url() -> String {
-    std::env::var("KEFU_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("KEFU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh, empty database URL of the given kind. SQLite files live in `dir`.
@@ -102,9 +103,18 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let serve_state = state.clone();
         tokio::spawn(async move {
-            kefu::server::serve(serve_state, listener, std::future::pending()).await.unwrap();
+            kefu::server::serve(serve_state, listener, std::future::pending())
+                .await
+                .unwrap();
         });
-        TestApp { addr, state, clock, http: reqwest::Client::new(), db, _dir: dir }
+        TestApp {
+            addr,
+            state,
+            clock,
+            http: reqwest::Client::new(),
+            db,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -116,7 +126,14 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> String {
-        self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Post `body` to `path` with the given query; returns (status, body).
@@ -135,7 +152,10 @@ impl TestApp {
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub fn wecom_crypt() -> MsgCrypt {
@@ -179,7 +199,10 @@ pub fn text_xml(to: &str, from: &str, msg_id: u64, content: &str, ts: i64) -> St
 /// The value of a counter line in Prometheus text, e.g. `kefu_callback_duplicates_dropped_total{channel="mp"}`.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
 

@@ -1,0 +1,196 @@
+//! The real `kefu` binary: configuration checks, restarts between a message and its retry,
+//! graceful shutdown.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kefu");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, port: u16, db_url: &str) -> std::path::PathBuf {
+    let path = dir.join("kefu.toml");
+    let toml = base_toml(db_url).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+async fn start(config: &Path, port: u16) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("KEFU_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("kefu did not become ready on port {port}");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+async fn post(port: u16, q: &str, body: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/wecom/callback?{q}"))
+        .header("content-type", "text/xml")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn restart_between_message_and_retry(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(db, dir.path()).await;
+    let port = free_port();
+    let cfg = write_config(dir.path(), port, &url);
+
+    let ts = now_secs();
+    let xml = text_xml(
+        CORP_ID,
+        "wangwu",
+        7300000000000000042,
+        "退款什么时候到账",
+        ts,
+    );
+    let (q, body) = sealed(&wecom_crypt(), &xml, ts);
+
+    let mut first = start(&cfg, port).await;
+    assert_eq!(post(port, &q, &body).await, (200, "success".into()));
+    // The harshest restart: the process is killed, no shutdown at all.
+    signal(&first, "-KILL");
+    first.wait().unwrap();
+
+    let mut second = start(&cfg, port).await;
+    assert_eq!(post(port, &q, &body).await, (200, "success".into()));
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "kefu_callback_duplicates_dropped_total{channel=\"wecom\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    signal(&second, "-TERM");
+    let status = second.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+
+    let store = kefu::store::Store::connect(&url).await.unwrap();
+    assert_eq!(store.count_inbound("wecom").await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_between_message_and_retry_sqlite() {
+    restart_between_message_and_retry(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_between_message_and_retry_postgres() {
+    restart_between_message_and_retry(Db::Postgres).await
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kefu.toml");
+    std::fs::write(
+        &cfg,
+        "[wecom]\ncorp_id = \"ww1\"\ntoken = \"t\"\nencoding_aes_key = \"abc\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "serve", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wecom.encoding_aes_key") && err.contains("43"),
+        "{err}"
+    );
+
+    // The environment fixes it; the check passes and says what is configured.
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "serve", "--check-config"])
+        .env("KEFU_WECOM_ENCODING_AES_KEY", AES_KEY)
+        .env(
+            "KEFU_DATABASE_URL",
+            format!("sqlite://{}/db/kefu.db", dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wecom configured"), "{text}");
+    assert!(!text.contains(AES_KEY), "secrets are not printed");
+    assert!(
+        !dir.path().join("db").exists(),
+        "a config check touches no store"
+    );
+
+    // A config file given explicitly must exist.
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            "/nonexistent/kefu.toml",
+            "serve",
+            "--check-config",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_creates_the_sqlite_folder_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("nested/data/kefu.db");
+    let port = free_port();
+    let cfg = write_config(dir.path(), port, &format!("sqlite://{}", db_path.display()));
+    let mut child = start(&cfg, port).await;
+    assert!(db_path.exists());
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}
