@@ -1,9 +1,11 @@
 //! The inbound-message table and its group-commit writer.
 
+use std::collections::HashMap;
+
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{Backend, StoreError};
 
 /// Up to this many queued records share one transaction.
 const MAX_BATCH: usize = 256;
@@ -85,7 +87,7 @@ impl super::Store {
     }
 }
 
-pub(super) async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
+pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<WriteJob>) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -95,7 +97,7 @@ pub(super) async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        match write_batch(&pool, batch.iter().map(|j| &j.rec)).await {
+        match write_batch(&pool, backend, batch.iter().map(|j| &j.rec)).await {
             Ok(outcomes) => {
                 for (job, out) in batch.drain(..).zip(outcomes) {
                     let _ = job.done.send(Ok(out));
@@ -105,7 +107,7 @@ pub(super) async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
                 // One bad record must not fail its neighbours: retry each on its own.
                 tracing::warn!(error = %batch_err, size = batch.len(), "batch insert failed; retrying one by one");
                 for job in batch.drain(..) {
-                    let res = write_batch(&pool, std::iter::once(&job.rec))
+                    let res = write_batch(&pool, backend, std::iter::once(&job.rec))
                         .await
                         .map(|mut v| v.pop().unwrap_or(Recorded::New))
                         .map_err(|e| e.to_string());
@@ -116,45 +118,169 @@ pub(super) async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
     }
 }
 
+const COLUMNS: usize = 13;
+
+/// `n` placeholders starting after `offset`: `?` on SQLite (it resolves `$N` names by a
+/// linear search per bind, which makes large batches quadratic), `$N` on PostgreSQL.
+fn placeholders(sql: &mut String, backend: Backend, offset: usize, n: usize) {
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        match backend {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => {
+                sql.push('$');
+                sql.push_str(&(offset + i + 1).to_string());
+            }
+        }
+    }
+}
+
+/// Store a batch in one transaction: one query finds keys already stored (usually none), one
+/// multi-row `INSERT … ON CONFLICT DO NOTHING` stores the rest. If the insert stored fewer
+/// rows than expected (another replica got there in between), the transaction is rolled
+/// back and the batch is decided row by row.
 async fn write_batch<'a>(
     pool: &AnyPool,
+    backend: Backend,
     recs: impl Iterator<Item = &'a NewInbound>,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
+    let recs: Vec<&NewInbound> = recs.collect();
     let mut tx = pool.begin().await?;
-    let mut out = Vec::new();
-    for r in recs {
-        let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, from_user, to_user, \
-             create_time, content, raw_xml, received_at, status, reply_text) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (channel, dedup_key) DO NOTHING",
-        )
-        .bind(&r.id)
-        .bind(r.channel)
-        .bind(&r.dedup_key)
-        .bind(&r.msg_type)
-        .bind(r.event.as_deref())
-        .bind(r.from_user.as_deref())
-        .bind(&r.to_user)
-        .bind(r.create_time)
-        .bind(r.content.as_deref())
-        .bind(&r.raw_xml)
-        .bind(r.received_at)
-        .bind(r.status.as_str())
-        .bind(r.reply_text.as_deref())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            out.push(Recorded::New);
+
+    // Keys already stored, with the reply given then.
+    let mut existing: HashMap<(String, String), Option<String>> = HashMap::new();
+    for channel in ["wecom", "mp"] {
+        let keys: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.channel == channel)
+            .map(|r| r.dedup_key.as_str())
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let mut sql = String::from(
+            "SELECT dedup_key, reply_text FROM inbound_messages WHERE channel = ",
+        );
+        placeholders(&mut sql, backend, 0, 1);
+        sql.push_str(" AND dedup_key IN (");
+        placeholders(&mut sql, backend, 1, keys.len());
+        sql.push(')');
+        let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql).bind(channel);
+        for k in &keys {
+            q = q.bind(*k);
+        }
+        for (key, reply) in q.fetch_all(&mut *tx).await? {
+            existing.insert((channel.to_string(), key), reply);
+        }
+    }
+
+    // Decide each record; the first of several with one key in this batch is the new one.
+    let mut out = Vec::with_capacity(recs.len());
+    let mut fresh: Vec<&NewInbound> = Vec::with_capacity(recs.len());
+    let mut first_reply: HashMap<(&str, &str), Option<String>> = HashMap::new();
+    for r in &recs {
+        let key = (r.channel.to_string(), r.dedup_key.clone());
+        if let Some(reply) = existing.get(&key) {
+            out.push(Recorded::Duplicate { reply_text: reply.clone() });
+        } else if let Some(reply) = first_reply.get(&(r.channel, r.dedup_key.as_str())) {
+            out.push(Recorded::Duplicate { reply_text: reply.clone() });
         } else {
-            let reply_text: Option<String> = sqlx::query_scalar(
-                "SELECT reply_text FROM inbound_messages WHERE channel = $1 AND dedup_key = $2",
-            )
+            first_reply.insert((r.channel, r.dedup_key.as_str()), r.reply_text.clone());
+            fresh.push(r);
+            out.push(Recorded::New);
+        }
+    }
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(out);
+    }
+
+    let mut sql = String::with_capacity(200 + fresh.len() * 80);
+    sql.push_str(
+        "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, from_user, to_user, \
+         create_time, content, raw_xml, received_at, status, reply_text) VALUES ",
+    );
+    for i in 0..fresh.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        placeholders(&mut sql, backend, i * COLUMNS, COLUMNS);
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING");
+    let mut q = sqlx::query(&sql);
+    for r in &fresh {
+        q = q
+            .bind(&r.id)
             .bind(r.channel)
             .bind(&r.dedup_key)
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind(&r.msg_type)
+            .bind(r.event.as_deref())
+            .bind(r.from_user.as_deref())
+            .bind(&r.to_user)
+            .bind(r.create_time)
+            .bind(r.content.as_deref())
+            .bind(&r.raw_xml)
+            .bind(r.received_at)
+            .bind(r.status.as_str())
+            .bind(r.reply_text.as_deref());
+    }
+    let stored = q.execute(&mut *tx).await?.rows_affected();
+    if stored as usize != fresh.len() {
+        tx.rollback().await?;
+        return write_each(pool, backend, &recs).await;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// The slow, exact path: one row at a time, each insert telling whether it stored.
+async fn write_each(
+    pool: &AnyPool,
+    backend: Backend,
+    recs: &[&NewInbound],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut out = Vec::with_capacity(recs.len());
+    let mut insert = String::from(
+        "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, from_user, to_user, \
+         create_time, content, raw_xml, received_at, status, reply_text) VALUES (",
+    );
+    placeholders(&mut insert, backend, 0, COLUMNS);
+    insert.push_str(") ON CONFLICT (channel, dedup_key) DO NOTHING");
+    let mut select = String::from("SELECT reply_text FROM inbound_messages WHERE channel = ");
+    placeholders(&mut select, backend, 0, 1);
+    select.push_str(" AND dedup_key = ");
+    placeholders(&mut select, backend, 1, 1);
+    for r in recs {
+        let stored = sqlx::query(&insert)
+            .bind(&r.id)
+            .bind(r.channel)
+            .bind(&r.dedup_key)
+            .bind(&r.msg_type)
+            .bind(r.event.as_deref())
+            .bind(r.from_user.as_deref())
+            .bind(&r.to_user)
+            .bind(r.create_time)
+            .bind(r.content.as_deref())
+            .bind(&r.raw_xml)
+            .bind(r.received_at)
+            .bind(r.status.as_str())
+            .bind(r.reply_text.as_deref())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if stored == 1 {
+            out.push(Recorded::New);
+        } else {
+            let reply_text: Option<String> = sqlx::query_scalar(&select)
+                .bind(r.channel)
+                .bind(&r.dedup_key)
+                .fetch_one(&mut *tx)
+                .await?;
             out.push(Recorded::Duplicate { reply_text });
         }
     }

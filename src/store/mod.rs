@@ -85,7 +85,7 @@ impl Store {
             .await?;
         MIGRATOR.run(&pool).await?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(inbound::writer(pool.clone(), rx));
+        tokio::spawn(inbound::writer(pool.clone(), backend, rx));
         Ok(Store {
             pool,
             backend,
