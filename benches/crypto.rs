@@ -10,13 +10,22 @@ fn message_of(len: usize) -> String {
     let tail = "]]></Content><MsgId>7300000000000000001</MsgId></xml>";
     let mut content = String::new();
     while head.len() + content.len() + tail.len() < len {
-        content.push_str(if content.len() % 2 == 0 { "请问" } else { "ab" });
+        content.push_str(if content.len() % 2 == 0 {
+            "请问"
+        } else {
+            "ab"
+        });
     }
     format!("{head}{content}{tail}")
 }
 
 fn bench(c: &mut Criterion) {
-    let crypt = MsgCrypt::new("QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wx5823bf96d3bd56c7").unwrap();
+    let crypt = MsgCrypt::new(
+        "QDG6eK",
+        "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+        "wx5823bf96d3bd56c7",
+    )
+    .unwrap();
     let mut inbound = c.benchmark_group("verify_decrypt_parse");
     for len in [100usize, 1024, 10 * 1024] {
         let msg = message_of(len);
@@ -25,7 +34,9 @@ fn bench(c: &mut Criterion) {
         inbound.throughput(Throughput::Bytes(msg.len() as u64));
         inbound.bench_with_input(BenchmarkId::from_parameter(len), &enc, |b, enc| {
             b.iter(|| {
-                let plain = crypt.verify_and_decrypt(&sig, "1700000000", "1234567890", enc).unwrap();
+                let plain = crypt
+                    .verify_and_decrypt(&sig, "1700000000", "1234567890", enc)
+                    .unwrap();
                 parse_message(&plain).unwrap()
             })
         });

@@ -14,14 +14,22 @@ const APP_ID: &str = "wx5823bf96d3bd56c7";
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let out = args.next().unwrap_or_else(|| "bench/out/requests.tsv".into());
+    let out = args
+        .next()
+        .unwrap_or_else(|| "bench/out/requests.tsv".into());
     let crypt = MsgCrypt::new(TOKEN, KEY, APP_ID).expect("sample key");
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
         .to_string();
-    let questions = ["在吗？这件衣服什么时候发货", "我的快递到哪了", "可以开发票吗", "退款多久到账", "有优惠券吗"];
+    let questions = [
+        "在吗？这件衣服什么时候发货",
+        "我的快递到哪了",
+        "可以开发票吗",
+        "退款多久到账",
+        "有优惠券吗",
+    ];
     let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
     for i in 0..n {
         let q = questions[(i % questions.len() as u64) as usize];

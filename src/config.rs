@@ -54,6 +54,14 @@ struct RawConfig {
     wecom: Option<RawWecom>,
     mp: Option<RawMp>,
     callback: Option<RawCallback>,
+    classifier: Option<RawClassifier>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClassifier {
+    unknown_below: Option<f32>,
+    answer_at: Option<f32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +135,7 @@ pub struct Config {
     pub wecom: Option<WecomConfig>,
     pub mp: Option<MpConfig>,
     pub callback: CallbackConfig,
+    pub classifier: crate::intent::Thresholds,
 }
 
 // Secrets are left out of Debug so a stray `{:?}` cannot log them.
@@ -265,6 +274,18 @@ fn apply_env(
         cb.max_body_bytes = Some(v as usize);
     }
     set(&mut cb.ack_text, "callback.ack_text");
+
+    let cl = raw.classifier.get_or_insert_with(Default::default);
+    for (key, slot) in [
+        ("classifier.unknown_below", &mut cl.unknown_below),
+        ("classifier.answer_at", &mut cl.answer_at),
+    ] {
+        if let Some(v) = env_name(key).and_then(|n| env(&n)) {
+            *slot = Some(v.trim().parse::<f32>().map_err(|_| {
+                invalid(key, format!("expected a number between 0 and 1, got {v:?}"))
+            })?);
+        }
+    }
     Ok(())
 }
 
@@ -379,7 +400,29 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(invalid("callback.ack_text", "must not be empty"));
     }
 
+    let defaults = crate::intent::Thresholds::default();
+    let cl = raw.classifier.unwrap_or_default();
+    let classifier = crate::intent::Thresholds {
+        unknown_below: cl.unknown_below.unwrap_or(defaults.unknown_below),
+        answer_at: cl.answer_at.unwrap_or(defaults.answer_at),
+    };
+    for (key, v) in [
+        ("classifier.unknown_below", classifier.unknown_below),
+        ("classifier.answer_at", classifier.answer_at),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(invalid(key, "must be between 0 and 1"));
+        }
+    }
+    if classifier.answer_at < classifier.unknown_below {
+        return Err(invalid(
+            "classifier.answer_at",
+            "must not be below classifier.unknown_below",
+        ));
+    }
+
     Ok(Config {
+        classifier,
         listen,
         database_url,
         replies_dir: PathBuf::from(raw.replies_dir.unwrap_or_else(|| "replies".into())),

@@ -7,6 +7,8 @@ pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod intent;
+pub mod library;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -28,6 +28,90 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Classify shopper messages: one per stdin line, one JSON object per stdout line.
+    Classify,
+    /// Report classifier accuracy over a `text<TAB>intent` file.
+    Eval {
+        file: PathBuf,
+        /// Also list every misclassified message.
+        #[arg(long)]
+        mistakes: bool,
+    },
+    /// Work with the canned-reply library.
+    Replies {
+        #[command(subcommand)]
+        command: RepliesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepliesCommand {
+    /// Validate the library: intents, ids, questions, templates, compliance.
+    Check,
+}
+
+fn classifier(config: &Config) -> Result<kefu::intent::Classifier, String> {
+    let library = kefu::library::load(&config.replies_dir).map_err(|e| e.to_string())?;
+    kefu::intent::Classifier::build(library, config.classifier).map_err(|e| e.to_string())
+}
+
+fn classify_stdin(config: &Config) -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let c = classifier(config)?;
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        let result = c.classify(&line);
+        let json = serde_json::to_string(&result).map_err(|e| e.to_string())?;
+        writeln!(out, "{json}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+fn eval_file(config: &Config, file: &std::path::Path, mistakes: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let examples =
+        kefu::intent::eval::parse_tsv(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let c = classifier(config)?;
+    let report = kefu::intent::eval::evaluate(&c, &examples);
+    print!("{}", report.render(mistakes));
+    Ok(())
+}
+
+fn replies_check(config: &Config) -> Result<bool, String> {
+    let (lib, diags) =
+        kefu::library::load_with_diagnostics(&config.replies_dir).map_err(|e| e.to_string())?;
+    for d in &diags {
+        println!("{d}");
+    }
+    let intents: std::collections::BTreeSet<&str> =
+        lib.replies().iter().map(|r| r.intent.as_str()).collect();
+    let missing: Vec<&str> = kefu::intent::taxonomy::all()
+        .iter()
+        .map(|i| i.id)
+        .filter(|i| !intents.contains(i))
+        .collect();
+    for m in &missing {
+        println!(
+            "{}: intent `{m}` has no replies",
+            config.replies_dir.display()
+        );
+    }
+    let questions: usize = lib.replies().iter().map(|r| r.questions.len()).sum();
+    println!(
+        "{} replies, {} sample questions, {} of {} intents covered: {}",
+        lib.replies().len(),
+        questions,
+        intents.len(),
+        kefu::intent::taxonomy::all().len(),
+        if diags.is_empty() && missing.is_empty() {
+            "ok"
+        } else {
+            "problems found"
+        }
+    );
+    Ok(diags.is_empty() && missing.is_empty())
 }
 
 fn init_logging(format: LogFormat) {
@@ -72,6 +156,30 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Classify => match classify_stdin(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kefu: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Eval { file, mistakes } => match eval_file(&config, &file, mistakes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kefu: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Replies {
+            command: RepliesCommand::Check,
+        } => match replies_check(&config) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("kefu: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve {
             check_config: false,
         } => {

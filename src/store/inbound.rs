@@ -160,9 +160,8 @@ async fn write_batch<'a>(
         if keys.is_empty() {
             continue;
         }
-        let mut sql = String::from(
-            "SELECT dedup_key, reply_text FROM inbound_messages WHERE channel = ",
-        );
+        let mut sql =
+            String::from("SELECT dedup_key, reply_text FROM inbound_messages WHERE channel = ");
         placeholders(&mut sql, backend, 0, 1);
         sql.push_str(" AND dedup_key IN (");
         placeholders(&mut sql, backend, 1, keys.len());
@@ -183,9 +182,13 @@ async fn write_batch<'a>(
     for r in &recs {
         let key = (r.channel.to_string(), r.dedup_key.clone());
         if let Some(reply) = existing.get(&key) {
-            out.push(Recorded::Duplicate { reply_text: reply.clone() });
+            out.push(Recorded::Duplicate {
+                reply_text: reply.clone(),
+            });
         } else if let Some(reply) = first_reply.get(&(r.channel, r.dedup_key.as_str())) {
-            out.push(Recorded::Duplicate { reply_text: reply.clone() });
+            out.push(Recorded::Duplicate {
+                reply_text: reply.clone(),
+            });
         } else {
             first_reply.insert((r.channel, r.dedup_key.as_str()), r.reply_text.clone());
             fresh.push(r);

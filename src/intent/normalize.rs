@@ -1,0 +1,205 @@
+//! Text normalisation before tokenising, applied alike to library questions and to shopper
+//! messages: full-width to half-width, lower case, common traditional characters to
+//! simplified, emoji and punctuation to spaces, and order, tracking and phone numbers masked
+//! (as the words 单号 / 手机号, which is also what a shopper means by them).
+
+use std::sync::OnceLock;
+
+use crate::library::lexicon::fold;
+
+/// Traditional -> simplified for the characters shoppers actually type in shop questions.
+const T2S: &str = "貨货們们請请問问嗎吗運运費费換换單单訂订發发號号碼码價价優优麼么個个還还這这裡里裏里沒没點点時时間间會会員员積积錢钱買买賣卖東东說说話话謝谢幫帮給给從从開开關关為为對对應应該该無无後后實实質质壞坏錯错預预購购團团與与戶户綁绑機机帳账賬账稅税專专聯联繫系係系線线塊块種种類类顏颜長长寬宽褲裤紅红藍蓝綠绿黃黄過过進进達达遞递郵邮區区裝装損损補补贈赠禮礼試试評评論论語语讓让護护膚肤藥药療疗電电腦脑氣气樣样麵面臺台處处經经據据認认識识證证驗验帶带兩两張张歡欢週周內内誤误額额頁页鏈链結结續续約约動动態态狀状況况尋寻態态辦办麼么嗨嗨紀纪録录錄录覺觉讀读寫写參参與与館馆劃划擇择則则邊边隻只雙双條条衝冲廠厂庫库؟?";
+
+fn t2s(c: char) -> char {
+    static MAP: OnceLock<std::collections::HashMap<char, char>> = OnceLock::new();
+    let map = MAP.get_or_init(|| {
+        let chars: Vec<char> = T2S.chars().collect();
+        chars
+            .chunks(2)
+            .filter(|p| p.len() == 2)
+            .map(|p| (p[0], p[1]))
+            .collect()
+    });
+    *map.get(&c).unwrap_or(&c)
+}
+
+pub fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+/// Colloquial spellings, common typos and regional words mapped to the words the library
+/// uses, applied after script and width folding. Longest first where they overlap.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("咋整", "怎么办"),
+    ("咋办", "怎么办"),
+    ("咋弄", "怎么弄"),
+    ("咋回事", "怎么回事"),
+    ("咋", "怎么"),
+    ("怎样", "怎么"),
+    ("如何", "怎么"),
+    ("啥时候", "什么时候"),
+    ("几时", "什么时候"),
+    ("多会儿", "什么时候"),
+    ("啥", "什么"),
+    ("神马", "什么"),
+    ("俺", "我"),
+    ("偶", "我"),
+    ("木有", "没有"),
+    ("没得", "没有"),
+    ("在麻", "在吗"),
+    ("在嘛", "在吗"),
+    ("在么", "在吗"),
+    ("优惠卷", "优惠券"),
+    ("的卷", "的券"),
+    ("张卷", "张券"),
+    ("卷为", "券为"),
+    ("卷用", "券用"),
+    ("卷呢", "券呢"),
+    ("领卷", "领券"),
+    ("订金", "定金"),
+    ("付钱", "付款"),
+    ("给钱", "付款"),
+    ("交钱", "付款"),
+    ("撤销订单", "取消订单"),
+    ("撤单", "取消订单"),
+    ("撤掉", "取消"),
+    ("撤销", "取消"),
+    ("退订", "取消"),
+    ("报修", "维修"),
+    ("返修", "维修"),
+    ("修理", "维修"),
+    ("助力", "帮砍"),
+    ("返利", "返现"),
+    ("提成", "佣金"),
+    ("包月", "自动续费"),
+    ("免密扣款", "自动扣费"),
+    ("免密支付", "自动扣费"),
+    ("代扣", "自动扣费"),
+    ("丰巢", "快递柜"),
+    ("菜鸟驿站", "驿站"),
+    ("快递小哥", "快递员"),
+    ("派件员", "快递员"),
+    ("码子", "尺码"),
+];
+
+/// Normalise a message. The output contains CJK characters, ASCII letters and digits,
+/// and single spaces.
+pub fn normalize(text: &str) -> String {
+    let folded = fold(text);
+    let mut cleaned = String::with_capacity(folded.len());
+    for c in folded.chars() {
+        let c = t2s(c);
+        if is_cjk(c) || c.is_ascii_alphanumeric() {
+            cleaned.push(c);
+        } else if !cleaned.ends_with(' ') {
+            // Punctuation, emoji, symbols, whitespace: a word boundary.
+            cleaned.push(' ');
+        }
+    }
+    let mut text = mask_numbers(cleaned.trim());
+    for (from, to) in SYNONYMS {
+        if text.contains(from) {
+            text = text.replace(from, to);
+        }
+    }
+    text
+}
+
+/// Politeness and filler that carry no intent when anything else is said ("亲，在吗，我的
+/// 快递到哪了" is about the parcel). Removed before scoring unless nothing else is left.
+const FILLER: &[&str] = &[
+    "亲亲",
+    "亲爱的",
+    "你好",
+    "您好",
+    "在吗",
+    "在不在",
+    "请问一下",
+    "请问",
+    "麻烦你",
+    "麻烦",
+    "谢谢",
+    "哈喽",
+    "客服",
+    "老板",
+    "宝子",
+    "打扰一下",
+    "问一下",
+    "问下",
+    "想问问",
+    "想问",
+    "我想问",
+    "亲",
+];
+
+/// Drop filler from normalised text if at least two CJK characters (or one ASCII word) remain.
+pub fn strip_filler(normalized: &str) -> String {
+    let mut out = normalized.to_string();
+    for f in FILLER {
+        out = out.replace(f, " ");
+    }
+    let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    let substance = out.chars().filter(|c| is_cjk(*c)).count() >= 2
+        || out.split(' ').any(|w| w.len() >= 2 && w.is_ascii());
+    if substance {
+        out
+    } else {
+        normalized.to_string()
+    }
+}
+
+/// Replace runs that look like order / tracking numbers or mobile numbers.
+fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_alphanumeric() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let run: String = chars[start..i].iter().collect();
+            let digits = run.bytes().filter(u8::is_ascii_digit).count();
+            let word = if run.len() == 11 && digits == 11 && run.starts_with('1') {
+                " 手机号 ".to_string()
+            } else if digits >= 6 && run.len() >= 8 {
+                " 单号 ".to_string()
+            } else {
+                format!(" {run} ")
+            };
+            out.push_str(&word);
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalises_width_case_script_emoji_and_numbers() {
+        assert_eq!(normalize("ＸＬ碼還有嗎？？？😭😭"), "xl码还有吗");
+        assert_eq!(
+            normalize("Y20241001234 这个单处理了吗"),
+            "单号 这个单处理了吗"
+        );
+        assert_eq!(normalize("SF1234567890123到哪了!!!"), "单号 到哪了");
+        assert_eq!(normalize("换绑13812345678"), "换绑 手机号");
+        assert_eq!(normalize("158 100斤选S还是M"), "158 100斤选s还是m");
+        assert_eq!(normalize("   "), "");
+        assert_eq!(normalize("优惠卷咋用"), "优惠券怎么用");
+    }
+
+    #[test]
+    fn filler_goes_only_when_something_else_is_said() {
+        use super::strip_filler;
+        assert_eq!(strip_filler("亲 在吗 我的快递到哪了"), "我的快递到哪了");
+        assert_eq!(strip_filler("在吗"), "在吗");
+        assert_eq!(strip_filler("你好"), "你好");
+    }
+}
