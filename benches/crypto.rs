@@ -10,7 +10,7 @@ fn message_of(len: usize) -> String {
     let tail = "]]></Content><MsgId>7300000000000000001</MsgId></xml>";
     let mut content = String::new();
     while head.len() + content.len() + tail.len() < len {
-        content.push_str(if content.len() % 2 == 0 {
+        content.push_str(if content.len().is_multiple_of(2) {
             "请问"
         } else {
             "ab"

@@ -2,21 +2,68 @@
 //! then close the store.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{redact_url, Config};
+use crate::intent::SharedClassifier;
 use crate::store::Store;
 use crate::web::{router, AppState};
 
 /// Connect the store and build the application state.
 pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
+    let dir = config.replies_dir.clone();
+    let thresholds = config.classifier;
+    let (classifier, report) =
+        tokio::task::spawn_blocking(move || SharedClassifier::load(&dir, thresholds))
+            .await
+            .context("building the classifier")?
+            .with_context(|| {
+                format!(
+                    "loading the reply library from {}",
+                    config.replies_dir.display()
+                )
+            })?;
+    tracing::info!(
+        replies = report.replies,
+        questions = report.questions,
+        build_ms = report.build_ms,
+        "reply library loaded"
+    );
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?;
-    Ok(AppState::new(config, store, clock))
+    Ok(AppState::new(config, store, clock, Arc::new(classifier)))
+}
+
+/// Reload the reply library on SIGHUP, for as long as the process runs.
+pub fn reload_on_sighup(classifier: Arc<SharedClassifier>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let c = classifier.clone();
+            match tokio::task::spawn_blocking(move || c.reload()).await {
+                Ok(Ok(r)) => tracing::info!(
+                    replies = r.replies,
+                    build_ms = r.build_ms,
+                    "reply library reloaded (SIGHUP)"
+                ),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reply library reload failed; keeping the previous one")
+                }
+                Err(e) => tracing::error!(error = %e, "reply library reload panicked"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = classifier;
 }
 
 /// Serve on `listener` until `shutdown` resolves; requests in flight are completed.
@@ -60,7 +107,8 @@ pub async fn shutdown_signal() {
 /// `kefu serve`: load everything, bind, serve.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = build(config, std::sync::Arc::new(SystemClock)).await?;
+    let state = build(config, Arc::new(SystemClock)).await?;
+    reload_on_sighup(state.classifier.clone());
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

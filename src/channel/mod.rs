@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
+use crate::intent::SharedClassifier;
 use crate::metrics::{ChannelLabel, MessageLabel, Metrics};
 use crate::store::{new_id, InboundStatus, NewInbound, Recorded, Store, StoreError};
 use crate::wecom::{InboundMessage, MsgBody};
@@ -41,15 +42,32 @@ pub struct Intake {
     store: Store,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    classifier: Arc<SharedClassifier>,
     ack_text: String,
 }
 
+/// What to do with a message before it is stored.
+struct Decision {
+    status: InboundStatus,
+    reply_text: Option<String>,
+    intent: Option<String>,
+    confidence: Option<f64>,
+    reply_id: Option<String>,
+}
+
 impl Intake {
-    pub fn new(store: Store, metrics: Arc<Metrics>, clock: SharedClock, ack_text: String) -> Self {
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+        classifier: Arc<SharedClassifier>,
+        ack_text: String,
+    ) -> Self {
         Intake {
             store,
             metrics,
             clock,
+            classifier,
             ack_text,
         }
     }
@@ -61,7 +79,7 @@ impl Intake {
         raw_xml: String,
         msg: InboundMessage,
     ) -> Result<Accepted, StoreError> {
-        let (status, reply_text) = self.decide(channel, &msg);
+        let d = self.decide(channel, &msg);
         let now = self.clock.now_ms();
         let rec = NewInbound {
             id: new_id(now),
@@ -75,9 +93,13 @@ impl Intake {
             content: msg.text().map(str::to_owned),
             raw_xml,
             received_at: now,
-            status,
-            reply_text: reply_text.clone(),
+            status: d.status,
+            reply_text: d.reply_text.clone(),
+            intent: d.intent,
+            confidence: d.confidence,
+            reply_id: d.reply_id,
         };
+        let reply_text = d.reply_text;
         match self.store.record_inbound(rec).await? {
             Recorded::New => {
                 self.metrics
@@ -109,13 +131,40 @@ impl Intake {
         }
     }
 
-    fn decide(&self, channel: Channel, msg: &InboundMessage) -> (InboundStatus, Option<String>) {
+    fn decide(&self, channel: Channel, msg: &InboundMessage) -> Decision {
         match (&msg.body, channel) {
-            // Official Account text: acknowledge, and leave it for a person.
-            (MsgBody::Text { .. }, Channel::Mp) => {
-                (InboundStatus::Unresolved, Some(self.ack_text.clone()))
+            // Official Account text: the canned answer when the classifier is confident and
+            // the intent may be answered by the bot; otherwise an acknowledgement, and the
+            // message waits for a person.
+            (MsgBody::Text { content }, Channel::Mp) => {
+                let classifier = self.classifier.current();
+                let c = classifier.classify(content);
+                let reply = c
+                    .reply_id
+                    .as_deref()
+                    .and_then(|id| classifier.library().get(id));
+                let (status, reply_text) = match reply {
+                    Some(r) if c.auto_answer() => (
+                        InboundStatus::Answered,
+                        classifier.library().render(r, None, None),
+                    ),
+                    _ => (InboundStatus::Unresolved, self.ack_text.clone()),
+                };
+                Decision {
+                    status,
+                    reply_text: Some(reply_text),
+                    intent: Some(c.intent),
+                    confidence: Some(c.confidence as f64),
+                    reply_id: c.reply_id,
+                }
             }
-            _ => (InboundStatus::Received, None),
+            _ => Decision {
+                status: InboundStatus::Received,
+                reply_text: None,
+                intent: None,
+                confidence: None,
+                reply_id: None,
+            },
         }
     }
 }

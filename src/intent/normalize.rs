@@ -183,14 +183,14 @@ mod tests {
 
     #[test]
     fn normalises_width_case_script_emoji_and_numbers() {
-        assert_eq!(normalize("ＸＬ碼還有嗎？？？😭😭"), "xl码还有吗");
+        assert_eq!(normalize("ＸＬ碼還有嗎？？？😭😭"), "xl 码还有吗");
         assert_eq!(
             normalize("Y20241001234 这个单处理了吗"),
             "单号 这个单处理了吗"
         );
         assert_eq!(normalize("SF1234567890123到哪了!!!"), "单号 到哪了");
         assert_eq!(normalize("换绑13812345678"), "换绑 手机号");
-        assert_eq!(normalize("158 100斤选S还是M"), "158 100斤选s还是m");
+        assert_eq!(normalize("158 100斤选S还是M"), "158 100 斤选 s 还是 m");
         assert_eq!(normalize("   "), "");
         assert_eq!(normalize("优惠卷咋用"), "优惠券怎么用");
     }

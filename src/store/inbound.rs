@@ -46,6 +46,10 @@ pub struct NewInbound {
     pub received_at: i64,
     pub status: InboundStatus,
     pub reply_text: Option<String>,
+    /// Classifier result for text messages.
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    pub reply_id: Option<String>,
 }
 
 /// What recording did.
@@ -118,7 +122,7 @@ pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiv
     }
 }
 
-const COLUMNS: usize = 13;
+const COLUMNS: usize = 16;
 
 /// `n` placeholders starting after `offset`: `?` on SQLite (it resolves `$N` names by a
 /// linear search per bind, which makes large batches quadratic), `$N` on PostgreSQL.
@@ -203,7 +207,7 @@ async fn write_batch<'a>(
     let mut sql = String::with_capacity(200 + fresh.len() * 80);
     sql.push_str(
         "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, from_user, to_user, \
-         create_time, content, raw_xml, received_at, status, reply_text) VALUES ",
+         create_time, content, raw_xml, received_at, status, reply_text, intent, confidence, reply_id) VALUES ",
     );
     for i in 0..fresh.len() {
         if i > 0 {
@@ -229,7 +233,10 @@ async fn write_batch<'a>(
             .bind(&r.raw_xml)
             .bind(r.received_at)
             .bind(r.status.as_str())
-            .bind(r.reply_text.as_deref());
+            .bind(r.reply_text.as_deref())
+            .bind(r.intent.as_deref())
+            .bind(r.confidence)
+            .bind(r.reply_id.as_deref());
     }
     let stored = q.execute(&mut *tx).await?.rows_affected();
     if stored as usize != fresh.len() {
@@ -250,7 +257,7 @@ async fn write_each(
     let mut out = Vec::with_capacity(recs.len());
     let mut insert = String::from(
         "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, from_user, to_user, \
-         create_time, content, raw_xml, received_at, status, reply_text) VALUES (",
+         create_time, content, raw_xml, received_at, status, reply_text, intent, confidence, reply_id) VALUES (",
     );
     placeholders(&mut insert, backend, 0, COLUMNS);
     insert.push_str(") ON CONFLICT (channel, dedup_key) DO NOTHING");
@@ -273,6 +280,9 @@ async fn write_each(
             .bind(r.received_at)
             .bind(r.status.as_str())
             .bind(r.reply_text.as_deref())
+            .bind(r.intent.as_deref())
+            .bind(r.confidence)
+            .bind(r.reply_id.as_deref())
             .execute(&mut *tx)
             .await?
             .rows_affected();

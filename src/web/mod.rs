@@ -1,6 +1,7 @@
 //! HTTP surface: the whole router is built here, from per-concern modules, around one
 //! shared [`AppState`].
 
+mod api;
 mod callback;
 mod error;
 mod ops;
@@ -11,13 +12,14 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::channel::Intake;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::MsgCrypt;
+use crate::intent::SharedClassifier;
 use crate::metrics::{Metrics, RouteLabel, RouteOutcome};
 use crate::store::Store;
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
+    /// The intent classifier over the reply library, swapped on reload.
+    pub classifier: Arc<SharedClassifier>,
     pub intake: Intake,
     /// WeCom callback crypto (CorpID as receive id), when `[wecom]` is configured.
     pub wecom: Option<Arc<MsgCrypt>>,
@@ -43,12 +47,18 @@ pub struct MpChannel {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, clock: SharedClock) -> Self {
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: SharedClock,
+        classifier: Arc<SharedClassifier>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let intake = Intake::new(
             store.clone(),
             metrics.clone(),
             clock.clone(),
+            classifier.clone(),
             config.callback.ack_text.clone(),
         );
         let wecom = config.wecom.as_ref().map(|w| Arc::new(w.crypt()));
@@ -63,6 +73,7 @@ impl AppState {
             store,
             metrics,
             clock,
+            classifier,
             intake,
             wecom,
             mp,
@@ -84,6 +95,8 @@ pub fn router(state: AppState) -> Router {
                 .post(callback::mp_message)
                 .fallback(callback::wrong_method),
         )
+        .route("/api/replies/reload", post(api::reload_replies))
+        .route("/api/classify", post(api::classify))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -54,11 +54,20 @@ pub async fn fresh_db(db: Db, dir: &Path) -> String {
     }
 }
 
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub fn replies_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/replies").to_string()
+}
+
 pub fn base_toml(database_url: &str) -> String {
+    let replies = replies_dir();
     format!(
         r#"
 listen = "127.0.0.1:0"
 database_url = "{database_url}"
+replies_dir = "{replies}"
+admin_token = "{ADMIN_TOKEN}"
 
 [wecom]
 corp_id = "{CORP_ID}"

@@ -1,0 +1,102 @@
+//! The JSON API (`/api/...`), behind the bearer `admin_token`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::crypto::signature_matches;
+use crate::intent::ReloadError;
+use crate::library::LibraryError;
+
+/// Refuse unless the request carries `Authorization: Bearer <admin_token>`.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = state.config.admin_token.as_deref() else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "the JSON API is disabled: set admin_token"})),
+        )
+            .into_response());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if signature_matches(expected, given) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad or missing bearer token"})),
+        )
+            .into_response())
+    }
+}
+
+/// `POST /api/replies/reload`: re-read `replies/` and swap the classifier in atomically.
+/// An invalid library is refused with its diagnostics and the running one stays.
+pub async fn reload_replies(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let classifier = state.classifier.clone();
+    match tokio::task::spawn_blocking(move || classifier.reload()).await {
+        Ok(Ok(report)) => {
+            tracing::info!(
+                replies = report.replies,
+                build_ms = report.build_ms,
+                "reply library reloaded (API)"
+            );
+            (
+                StatusCode::OK,
+                Json(json!({"status": "reloaded", "report": report})),
+            )
+                .into_response()
+        }
+        Ok(Err(ReloadError::Library(LibraryError::Invalid(diags)))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "the reply library has problems; the previous library stays in use",
+                "problems": diags.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reply library reload failed");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reply library reload panicked");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "reload failed"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ClassifyRequest {
+    text: String,
+}
+
+/// `POST /api/classify {"text": …}`: the classifier's verdict, as `kefu classify` prints it.
+pub async fn classify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<ClassifyRequest>,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    Json(state.classifier.current().classify(&req.text)).into_response()
+}
