@@ -194,3 +194,58 @@ async fn first_start_creates_the_sqlite_folder_and_file() {
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_reply_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("replies");
+    std::fs::create_dir_all(&lib).unwrap();
+    for entry in std::fs::read_dir(replies_dir()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, lib.join(p.file_name().unwrap())).unwrap();
+    }
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        port,
+        &format!("sqlite://{}/kefu.db", dir.path().display()),
+    );
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&replies_dir(), &lib.display().to_string()),
+    )
+    .unwrap();
+    let mut child = start(&cfg, port).await;
+    let classify = || async {
+        let v: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/classify"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"text": "紫水晶手链开过光吗"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["reply_id"].as_str().map(str::to_owned)
+    };
+    assert_ne!(classify().await.as_deref(), Some("product_info.crystal"));
+
+    let mut presale = std::fs::read_to_string(lib.join("presale.toml")).unwrap();
+    presale.push_str("\n[[reply]]\nid = \"product_info.crystal\"\nintent = \"product_info\"\ntitle = \"水晶饰品\"\nanswer = \"水晶饰品为天然水晶，材质见详情页～\"\nquestions = [\"紫水晶手链开过光吗\", \"水晶手链是天然的吗\"]\n");
+    std::fs::write(lib.join("presale.toml"), presale).unwrap();
+    signal(&child, "-HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if classify().await.as_deref() == Some("product_info.crystal") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    assert!(reloaded, "SIGHUP reloaded the library");
+}

@@ -279,8 +279,13 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
                         );
                     }
                 }
+            }
+            for (tier, t) in &r.variants {
                 if t.get_ref().trim().is_empty() {
-                    diag(t.span().start, format!("empty answer variant in `{id}`"));
+                    diag(
+                        t.span().start,
+                        format!("empty {tier} answer variant in `{id}`"),
+                    );
                 }
             }
             for tier in r.variants.keys() {

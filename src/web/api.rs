@@ -12,14 +12,22 @@ use crate::crypto::signature_matches;
 use crate::intent::ReloadError;
 use crate::library::LibraryError;
 
+/// A refused API call: a status and a short message, sent as `{"error": …}`.
+pub struct ApiError(StatusCode, &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
 /// Refuse unless the request carries `Authorization: Bearer <admin_token>`.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.config.admin_token.as_deref() else {
-        return Err((
+        return Err(ApiError(
             StatusCode::FORBIDDEN,
-            Json(json!({"error": "the JSON API is disabled: set admin_token"})),
-        )
-            .into_response());
+            "the JSON API is disabled: set admin_token",
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -29,19 +37,18 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if signature_matches(expected, given) {
         Ok(())
     } else {
-        Err((
+        Err(ApiError(
             StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "bad or missing bearer token"})),
-        )
-            .into_response())
+            "bad or missing bearer token",
+        ))
     }
 }
 
 /// `POST /api/replies/reload`: re-read `replies/` and swap the classifier in atomically.
 /// An invalid library is refused with its diagnostics and the running one stays.
 pub async fn reload_replies(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
     }
     let classifier = state.classifier.clone();
     match tokio::task::spawn_blocking(move || classifier.reload()).await {
@@ -95,8 +102,8 @@ pub async fn classify(
     headers: HeaderMap,
     Json(req): Json<ClassifyRequest>,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
     }
     Json(state.classifier.current().classify(&req.text)).into_response()
 }
