@@ -18,7 +18,7 @@ pub mod rules;
 pub mod taxonomy;
 pub mod tokenizer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -94,10 +94,18 @@ pub enum ClassifierError {
 }
 
 struct QuestionDoc {
-    reply: usize,
-    tokens: HashSet<String>,
+    reply: u32,
+    /// Token ids, sorted and unique.
+    tokens: Vec<u32>,
     /// Sum of squared IDF over `tokens`.
     weight: f32,
+}
+
+/// Where a tantivy document points: a sample question, or a reply's title/keyword/answer doc.
+#[derive(Clone, Copy)]
+enum DocTarget {
+    Question(u32),
+    Reply(u32),
 }
 
 pub struct Classifier {
@@ -106,20 +114,36 @@ pub struct Classifier {
     f_q: Field,
     f_kw: Field,
     f_ans: Field,
+    /// Per segment, per document id: what the document is. Read once at build time so a
+    /// query never opens a fast-field column.
+    docs: Vec<Vec<DocTarget>>,
     questions: Vec<QuestionDoc>,
+    /// Token text -> id; ids index `idf` and `postings`.
+    vocab: HashMap<String, u32>,
     /// Intent-level IDF: a token used by every intent (的, 怎么, 我想) weighs nothing, one
     /// used by two intents (退货) weighs a lot.
-    idf: HashMap<String, f32>,
+    idf: Vec<f32>,
     /// IDF given to tokens the library never uses: they pull similarity down, which is what
     /// makes off-topic messages `unknown`.
     unseen_idf: f32,
-    /// Per intent: L2-normalised TF-IDF vector of all its questions, titles and keywords.
-    centroids: Vec<(String, HashMap<String, f32>)>,
+    /// Per token id: (intent index, weight in that intent's L2-normalised TF-IDF centroid of
+    /// all its questions, titles and keywords).
+    postings: Vec<Vec<(u16, f32)>>,
+    intents: Vec<String>,
+    /// Intent index of each reply.
+    reply_intent: Vec<u16>,
     thresholds: Thresholds,
 }
 
-fn idf_of(idf: &HashMap<String, f32>, unseen: f32, t: &str) -> f32 {
-    idf.get(t).copied().unwrap_or(unseen)
+/// A message's tokens, resolved against the vocabulary.
+struct QueryTokens {
+    texts: Vec<String>,
+    /// (token id if known, its IDF)
+    ids: Vec<(Option<u32>, f32)>,
+    /// Known ids, sorted, for membership tests.
+    known: Vec<u32>,
+    /// Sum of squared IDF.
+    weight: f32,
 }
 
 impl Classifier {
@@ -134,40 +158,62 @@ impl Classifier {
         let f_q = schema.add_text_field("q", text.clone());
         let f_kw = schema.add_text_field("kw", text.clone());
         let f_ans = schema.add_text_field("ans", text);
+        // question index + 1, or 0 for a reply document; and the reply index
+        let f_target = schema.add_u64_field("target", FAST);
         let f_reply = schema.add_u64_field("reply", FAST);
-        let f_question = schema.add_u64_field("question", FAST);
         let index = Index::create_in_ram(schema.build());
         index
             .tokenizers()
             .register(TOKENIZER, tokenizer::ZhTokenizer::default());
         let mut writer = index.writer_with_num_threads(1, 15_000_000)?;
 
-        let mut questions = Vec::new();
-        // intent -> token -> count
-        let mut intent_tf: HashMap<String, HashMap<String, f32>> = HashMap::new();
+        let mut intents: Vec<String> = Vec::new();
+        let mut reply_intent: Vec<u16> = Vec::with_capacity(library.replies().len());
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        let intern = |t: String, vocab: &mut HashMap<String, u32>| -> u32 {
+            let next = vocab.len() as u32;
+            *vocab.entry(t).or_insert(next)
+        };
+        let mut questions: Vec<QuestionDoc> = Vec::new();
+        // intent index -> token id -> count
+        let mut intent_tf: Vec<HashMap<u32, f32>> = Vec::new();
         for (ri, reply) in library.replies().iter().enumerate() {
-            let tf = intent_tf.entry(reply.intent.clone()).or_default();
+            let ii = match intents.iter().position(|i| *i == reply.intent) {
+                Some(ii) => ii,
+                None => {
+                    intents.push(reply.intent.clone());
+                    intent_tf.push(HashMap::new());
+                    intents.len() - 1
+                }
+            };
+            reply_intent.push(ii as u16);
             let extra = std::iter::once(reply.title.as_str())
                 .chain(reply.keywords.iter().map(String::as_str));
             for text in extra {
                 for t in tokenizer::tokens(&normalize::normalize(text)) {
-                    *tf.entry(t).or_default() += 1.0;
+                    let id = intern(t, &mut vocab);
+                    *intent_tf[ii].entry(id).or_default() += 1.0;
                 }
             }
             for q in &reply.questions {
                 let norm = normalize::normalize(q);
-                let toks: HashSet<String> = tokenizer::tokens(&norm).into_iter().collect();
-                for t in &toks {
-                    *tf.entry(t.clone()).or_default() += 1.0;
+                let mut ids: Vec<u32> = tokenizer::tokens(&norm)
+                    .into_iter()
+                    .map(|t| intern(t, &mut vocab))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in &ids {
+                    *intent_tf[ii].entry(*id).or_default() += 1.0;
                 }
                 writer.add_document(doc!(
                     f_q => norm,
+                    f_target => questions.len() as u64 + 1,
                     f_reply => ri as u64,
-                    f_question => questions.len() as u64,
                 ))?;
                 questions.push(QuestionDoc {
-                    reply: ri,
-                    tokens: toks,
+                    reply: ri as u32,
+                    tokens: ids,
                     weight: 0.0,
                 });
             }
@@ -179,61 +225,78 @@ impl Classifier {
             writer.add_document(doc!(
                 f_kw => kw,
                 f_ans => normalize::normalize(&reply.answer),
+                f_target => 0u64,
                 f_reply => ri as u64,
-                f_question => u64::MAX,
             ))?;
         }
         writer.commit()?;
 
-        let n_intents = intent_tf.len().max(1) as f32;
-        let mut df: HashMap<&str, u32> = HashMap::new();
-        for tf in intent_tf.values() {
-            for t in tf.keys() {
-                *df.entry(t.as_str()).or_default() += 1;
+        let n_intents = intents.len().max(1) as f32;
+        let mut df = vec![0u32; vocab.len()];
+        for tf in &intent_tf {
+            for id in tf.keys() {
+                df[*id as usize] += 1;
             }
         }
-        let idf: HashMap<String, f32> = df
-            .into_iter()
-            .map(|(t, d)| (t.to_string(), ((n_intents + 1.0) / d as f32).ln()))
+        let idf: Vec<f32> = df
+            .iter()
+            .map(|d| ((n_intents + 1.0) / (*d).max(1) as f32).ln())
             .collect();
         let unseen_idf = (n_intents + 1.0).ln();
-        let mut centroids: Vec<(String, HashMap<String, f32>)> = intent_tf
-            .into_iter()
-            .map(|(intent, tf)| {
-                let mut v: HashMap<String, f32> = tf
-                    .into_iter()
-                    .map(|(t, c)| {
-                        let w = (1.0 + c.ln()) * idf_of(&idf, unseen_idf, &t);
-                        (t, w)
-                    })
-                    .collect();
-                let norm = v.values().map(|w| w * w).sum::<f32>().sqrt().max(1e-6);
-                v.values_mut().for_each(|w| *w /= norm);
-                (intent, v)
-            })
-            .collect();
-        centroids.sort_by(|a, b| a.0.cmp(&b.0));
-        for q in &mut questions {
-            q.weight = q
-                .tokens
+        let mut postings: Vec<Vec<(u16, f32)>> = vec![Vec::new(); vocab.len()];
+        for (ii, tf) in intent_tf.iter().enumerate() {
+            let weights: Vec<(u32, f32)> = tf
                 .iter()
-                .map(|t| idf_of(&idf, unseen_idf, t).powi(2))
-                .sum();
+                .map(|(id, c)| (*id, (1.0 + c.ln()) * idf[*id as usize]))
+                .collect();
+            let norm = weights
+                .iter()
+                .map(|(_, w)| w * w)
+                .sum::<f32>()
+                .sqrt()
+                .max(1e-6);
+            for (id, w) in weights {
+                postings[id as usize].push((ii as u16, w / norm));
+            }
+        }
+        for q in &mut questions {
+            q.weight = q.tokens.iter().map(|id| idf[*id as usize].powi(2)).sum();
         }
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let searcher = reader.searcher();
+        let mut docs = Vec::new();
+        for seg in searcher.segment_readers() {
+            let target = seg.fast_fields().u64("target")?;
+            let reply = seg.fast_fields().u64("reply")?;
+            let mut map = Vec::with_capacity(seg.max_doc() as usize);
+            for doc in 0..seg.max_doc() {
+                let t = target.first(doc).unwrap_or(0);
+                let r = reply.first(doc).unwrap_or(0);
+                map.push(if t == 0 {
+                    DocTarget::Reply(r as u32)
+                } else {
+                    DocTarget::Question((t - 1) as u32)
+                });
+            }
+            docs.push(map);
+        }
         Ok(Classifier {
             library,
             reader,
             f_q,
             f_kw,
             f_ans,
+            docs,
             questions,
+            vocab,
             idf,
             unseen_idf,
-            centroids,
+            postings,
+            intents,
+            reply_intent,
             thresholds,
         })
     }
@@ -250,14 +313,8 @@ impl Classifier {
     pub fn classify(&self, text: &str) -> Classification {
         let norm = normalize::normalize(text);
         let rule = rules::trigger(&norm);
-        let toks: Vec<String> = {
-            let mut seen = HashSet::new();
-            tokenizer::tokens(&normalize::strip_filler(&norm))
-                .into_iter()
-                .filter(|t| seen.insert(t.clone()))
-                .collect()
-        };
-        let ranked = self.rank(&toks);
+        let query = self.resolve(tokenizer::tokens(&normalize::strip_filler(&norm)));
+        let ranked = self.rank(&query);
 
         let suggestions: Vec<Suggestion> = ranked
             .replies
@@ -293,158 +350,180 @@ impl Classifier {
             };
         }
 
-        let (intent, confidence, reply) = match ranked.intents.first() {
-            Some((intent, score, ri)) => (
-                intent.clone(),
-                calibrate(*score, ranked.coverage),
-                Some(*ri),
-            ),
-            None => (taxonomy::UNKNOWN.to_string(), 0.0, None),
-        };
-        if confidence < self.thresholds.unknown_below || reply.is_none() {
-            return Classification {
+        let best = ranked
+            .best
+            .map(|(ii, score, ri)| (ii, calibrate(score, ranked.coverage), ri));
+        match best {
+            Some((ii, confidence, ri)) if confidence >= self.thresholds.unknown_below => {
+                let intent = self.intents[ii].clone();
+                let handoff = confidence < self.thresholds.answer_at
+                    || taxonomy::get(&intent).is_none_or(|i| i.handoff);
+                Classification {
+                    text: text.to_string(),
+                    reply_id: Some(self.library.replies()[ri].id.clone()),
+                    intent,
+                    confidence: round3(confidence),
+                    handoff,
+                    suggestions,
+                    rule: None,
+                }
+            }
+            other => Classification {
                 text: text.to_string(),
                 intent: taxonomy::UNKNOWN.to_string(),
-                confidence: round3(confidence),
+                confidence: round3(other.map(|b| b.1).unwrap_or(0.0)),
                 reply_id: None,
                 handoff: true,
                 suggestions,
                 rule: None,
-            };
-        }
-        let handoff = confidence < self.thresholds.answer_at
-            || taxonomy::get(&intent).is_none_or(|i| i.handoff);
-        Classification {
-            text: text.to_string(),
-            reply_id: reply.map(|ri| self.library.replies()[ri].id.clone()),
-            intent,
-            confidence: round3(confidence),
-            handoff,
-            suggestions,
-            rule: None,
+            },
         }
     }
 
-    fn rank(&self, toks: &[String]) -> Ranked {
+    fn resolve(&self, tokens: Vec<String>) -> QueryTokens {
+        let mut texts = tokens;
+        texts.sort_unstable();
+        texts.dedup();
+        let ids: Vec<(Option<u32>, f32)> = texts
+            .iter()
+            .map(|t| match self.vocab.get(t) {
+                Some(id) => (Some(*id), self.idf[*id as usize]),
+                None => (None, self.unseen_idf),
+            })
+            .collect();
+        let mut known: Vec<u32> = ids.iter().filter_map(|(id, _)| *id).collect();
+        known.sort_unstable();
+        let weight = ids.iter().map(|(_, w)| w * w).sum();
+        QueryTokens {
+            texts,
+            ids,
+            known,
+            weight,
+        }
+    }
+
+    fn rank(&self, q: &QueryTokens) -> Ranked {
         let mut ranked = Ranked::default();
-        if toks.is_empty() {
+        if q.texts.is_empty() {
             return ranked;
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(toks.len() * 3);
-        for t in toks {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(q.texts.len() * 3);
+        for t in &q.texts {
             for (field, boost) in [
                 (self.f_q, 1.0),
                 (self.f_kw, KEYWORD_BOOST),
                 (self.f_ans, ANSWER_BOOST),
             ] {
-                let q = TermQuery::new(
+                let tq = TermQuery::new(
                     Term::from_field_text(field, t),
                     IndexRecordOption::WithFreqs,
                 );
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+                clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(tq), boost)),
+                ));
             }
         }
-        let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let Ok(top) = searcher.search(&query, &TopDocs::with_limit(CANDIDATES)) else {
+        let Ok(top) = searcher.search(
+            &BooleanQuery::new(clauses),
+            &TopDocs::with_limit(CANDIDATES),
+        ) else {
             return ranked;
         };
-        let q_weight: f32 = toks
-            .iter()
-            .map(|t| idf_of(&self.idf, self.unseen_idf, t).powi(2))
-            .sum();
-        let q_set: HashSet<&str> = toks.iter().map(String::as_str).collect();
+        let q_norm = q.weight.sqrt().max(1e-6);
 
-        // reply -> best similarity; BM25 of keyword/answer docs adds a little.
-        let mut reply_score: HashMap<usize, f32> = HashMap::new();
+        // reply -> best similarity to the message
+        let mut reply_score: Vec<(usize, f32)> = Vec::with_capacity(top.len());
         let best_bm25 = top.first().map(|(s, _)| *s).unwrap_or(1.0).max(1e-6);
         for (bm25, addr) in top {
-            let seg = searcher.segment_reader(addr.segment_ord);
-            let Ok(reply_col) = seg.fast_fields().u64("reply") else {
-                continue;
-            };
-            let Ok(q_col) = seg.fast_fields().u64("question") else {
-                continue;
-            };
-            let (Some(ri), Some(qi)) = (reply_col.first(addr.doc_id), q_col.first(addr.doc_id))
+            let Some(target) = self
+                .docs
+                .get(addr.segment_ord as usize)
+                .and_then(|d| d.get(addr.doc_id as usize))
             else {
                 continue;
             };
-            let ri = ri as usize;
-            let sim = if qi == u64::MAX {
+            let (ri, sim) = match *target {
                 // Title/keyword/answer document: a weaker, BM25-relative signal.
-                0.5 * bm25 / best_bm25 * 0.6
-            } else {
-                let qd = &self.questions[qi as usize];
-                debug_assert_eq!(qd.reply, ri);
-                let shared: f32 = qd
-                    .tokens
-                    .iter()
-                    .filter(|t| q_set.contains(t.as_str()))
-                    .map(|t| idf_of(&self.idf, self.unseen_idf, t).powi(2))
-                    .sum();
-                if shared == 0.0 {
-                    0.0
-                } else {
-                    // Cosine of IDF-weighted token sets.
-                    shared / (q_weight.sqrt() * qd.weight.sqrt())
+                DocTarget::Reply(ri) => (ri as usize, 0.3 * bm25 / best_bm25),
+                DocTarget::Question(qi) => {
+                    let qd = &self.questions[qi as usize];
+                    let shared: f32 = qd
+                        .tokens
+                        .iter()
+                        .filter(|id| q.known.binary_search(id).is_ok())
+                        .map(|id| self.idf[*id as usize].powi(2))
+                        .sum();
+                    let sim = if shared == 0.0 {
+                        0.0
+                    } else {
+                        // Cosine of IDF-weighted token sets.
+                        shared / (q_norm * qd.weight.sqrt().max(1e-6))
+                    };
+                    (qd.reply as usize, sim)
                 }
             };
-            let e = reply_score.entry(ri).or_insert(0.0);
-            if sim > *e {
-                *e = sim;
+            match reply_score.iter_mut().find(|(r, _)| *r == ri) {
+                Some(e) if sim > e.1 => e.1 = sim,
+                Some(_) => {}
+                None => reply_score.push((ri, sim)),
             }
         }
-        let mut replies: Vec<(usize, f32)> = reply_score.into_iter().collect();
-        replies.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        reply_score.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         // Intent score: the best matching sample question, blended with the similarity to
         // everything the intent's replies say (robust to phrasings no sample has).
-        let q_norm = q_weight.sqrt().max(1e-6);
-        let mut intents: Vec<(String, f32, usize)> = Vec::with_capacity(self.centroids.len());
-        for (intent, v) in &self.centroids {
-            let centroid: f32 = toks
-                .iter()
-                .filter_map(|t| v.get(t).map(|w| w * idf_of(&self.idf, self.unseen_idf, t)))
-                .sum::<f32>()
-                / q_norm;
-            let best = replies
-                .iter()
-                .find(|(ri, _)| self.library.replies()[*ri].intent == *intent);
-            let knn = best.map(|b| b.1).unwrap_or(0.0);
-            let ri = match best {
-                Some((ri, _)) => *ri,
-                None => match self
-                    .library
-                    .replies()
-                    .iter()
-                    .position(|r| r.intent == *intent)
-                {
+        let n = self.intents.len();
+        let mut centroid = vec![0f32; n];
+        for (id, w) in &q.ids {
+            if let Some(id) = id {
+                for (ii, cw) in &self.postings[*id as usize] {
+                    centroid[*ii as usize] += cw * w;
+                }
+            }
+        }
+        let mut knn: Vec<Option<(usize, f32)>> = vec![None; n];
+        for (ri, s) in &reply_score {
+            let ii = self.reply_intent[*ri] as usize;
+            if knn[ii].is_none() {
+                knn[ii] = Some((*ri, *s));
+            }
+        }
+        let mut best: Option<(usize, f32, usize)> = None;
+        for ii in 0..n {
+            let knn_score = knn[ii].map(|k| k.1).unwrap_or(0.0);
+            let score = KNN_WEIGHT * knn_score + (1.0 - KNN_WEIGHT) * centroid[ii] / q_norm;
+            let ri = match knn[ii] {
+                Some((ri, _)) => ri,
+                None => match self.reply_intent.iter().position(|x| *x as usize == ii) {
                     Some(ri) => ri,
                     None => continue,
                 },
             };
-            let score = KNN_WEIGHT * knn + (1.0 - KNN_WEIGHT) * centroid;
-            intents.push((intent.clone(), score, ri));
-        }
-        intents.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        // How much of the message the best intent's vocabulary explains at all.
-        if let Some((best, _, _)) = intents.first() {
-            if let Some((_, v)) = self.centroids.iter().find(|(i, _)| i == best) {
-                let total: f32 = toks
-                    .iter()
-                    .map(|t| idf_of(&self.idf, self.unseen_idf, t))
-                    .sum();
-                let known: f32 = toks
-                    .iter()
-                    .filter(|t| v.contains_key(t.as_str()))
-                    .map(|t| idf_of(&self.idf, self.unseen_idf, t))
-                    .sum();
-                ranked.coverage = if total > 0.0 { known / total } else { 0.0 };
+            if best.is_none_or(|b| score > b.1) {
+                best = Some((ii, score, ri));
             }
         }
-        ranked.replies = replies;
-        ranked.intents = intents;
+        // How much of the message the best intent's vocabulary explains at all.
+        if let Some((bi, _, _)) = best {
+            let total: f32 = q.ids.iter().map(|(_, w)| w).sum();
+            let known: f32 = q
+                .ids
+                .iter()
+                .filter(|(id, _)| {
+                    id.is_some_and(|id| {
+                        self.postings[id as usize]
+                            .iter()
+                            .any(|(ii, _)| *ii as usize == bi)
+                    })
+                })
+                .map(|(_, w)| w)
+                .sum();
+            ranked.coverage = if total > 0.0 { known / total } else { 0.0 };
+        }
+        ranked.replies = reply_score;
+        ranked.best = best;
         ranked
     }
 }
@@ -453,8 +532,8 @@ impl Classifier {
 struct Ranked {
     /// (reply index, similarity), best first.
     replies: Vec<(usize, f32)>,
-    /// (intent, best similarity, its best reply), best first.
-    intents: Vec<(String, f32, usize)>,
+    /// (intent index, score, its best reply) of the best intent.
+    best: Option<(usize, f32, usize)>,
     /// Share of the message's IDF mass the best intent's vocabulary contains.
     coverage: f32,
 }
