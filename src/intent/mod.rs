@@ -407,8 +407,22 @@ impl Classifier {
         if q.texts.is_empty() {
             return ranked;
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(q.texts.len() * 3);
-        for t in &q.texts {
+        // Retrieval uses the selective tokens: single CJK characters match a large part of
+        // the index and add cost, not candidates (they still count in the scoring below).
+        let selective: Vec<&String> = {
+            let multi: Vec<&String> = q
+                .texts
+                .iter()
+                .filter(|t| t.chars().count() > 1 || t.is_ascii())
+                .collect();
+            if multi.is_empty() {
+                q.texts.iter().collect()
+            } else {
+                multi
+            }
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(selective.len() * 3);
+        for t in selective {
             for (field, boost) in [
                 (self.f_q, 1.0),
                 (self.f_kw, KEYWORD_BOOST),

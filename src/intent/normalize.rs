@@ -136,7 +136,9 @@ const FILLER: &[&str] = &[
 pub fn strip_filler(normalized: &str) -> String {
     let mut out = normalized.to_string();
     for f in FILLER {
-        out = out.replace(f, " ");
+        if out.contains(f) {
+            out = out.replace(f, " ");
+        }
     }
     let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
     let substance = out.chars().filter(|c| is_cjk(*c)).count() >= 2
