@@ -11,6 +11,7 @@ pub mod intent;
 pub mod library;
 pub mod metrics;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod web;
 pub mod wecom;

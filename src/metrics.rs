@@ -34,6 +34,12 @@ pub struct MessageLabel {
     pub msg_type: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    pub api: String,
+    pub outcome: String,
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -43,6 +49,7 @@ pub struct Metrics {
     pub rejects: Family<RejectLabel, Counter>,
     pub duplicates: Family<ChannelLabel, Counter>,
     pub recorded: Family<MessageLabel, Counter>,
+    pub wecom_calls: Family<ApiLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -89,6 +96,12 @@ impl Metrics {
             "Inbound messages stored",
             recorded.clone(),
         );
+        let wecom_calls = Family::<ApiLabel, Counter>::default();
+        registry.register(
+            "wecom_calls",
+            "WeCom API calls by API and outcome (ok or errcode_N, network, decode)",
+            wecom_calls.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -96,6 +109,7 @@ impl Metrics {
             rejects,
             duplicates,
             recorded,
+            wecom_calls,
         }
     }
 

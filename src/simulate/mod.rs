@@ -1,0 +1,564 @@
+//! A WeCom simulator: the `qyapi.weixin.qq.com` endpoints kefu calls, with their JSON shapes
+//! and error codes, kept in memory — plus shoppers who write to a kf account, after which the
+//! simulator encrypts and posts `kf_msg_or_event` callbacks to kefu exactly as WeCom does
+//! (including retries when kefu does not answer 200).
+//!
+//! Used by the integration tests and by `kefu demo`; it never talks to the real WeCom.
+//! Fault injection: tokens that expire early, "system busy" (-1), rate limits (45009), slow
+//! answers and dropped connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::crypto::MsgCrypt;
+
+/// Faults to inject into the next calls.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    /// Answer this many calls with errcode -1 (system busy).
+    pub busy: u32,
+    /// Answer this many calls with errcode 45009 (frequency limit).
+    pub rate_limited: u32,
+    /// Close this many connections without an answer.
+    pub drop: u32,
+    /// Delay every answer by this long.
+    pub slow: Duration,
+}
+
+/// One message in a kf account's history, as `sync_msg` returns it.
+#[derive(Debug, Clone)]
+struct KfRecord {
+    seq: u64,
+    body: Value,
+}
+
+/// What kefu sent through `send_msg` / `send_msg_on_event`.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub api: &'static str,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    tokens: HashMap<String, Instant>,
+    kf: HashMap<String, Vec<KfRecord>>,
+    next_seq: u64,
+    sent: Vec<Sent>,
+    /// (open_kfid, external_userid) -> (state, servicer)
+    sessions: HashMap<(String, String), (u8, String)>,
+    customers: HashMap<String, Value>,
+    contacts: HashMap<String, Value>,
+    webhooks: Vec<Value>,
+    faults: Faults,
+    welcome_codes: HashMap<String, bool>,
+}
+
+/// The simulator's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Mutex<Inner>>,
+    pub corp_id: String,
+    pub secret: String,
+    token_ttl: Arc<Mutex<Duration>>,
+    gettoken_calls: Arc<AtomicU64>,
+    crypt: Arc<MsgCrypt>,
+    http: reqwest::Client,
+}
+
+fn ok(extra: Value) -> Response {
+    let mut v = json!({"errcode": 0, "errmsg": "ok"});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in e {
+            o.insert(k.clone(), val.clone());
+        }
+    }
+    Json(v).into_response()
+}
+
+fn err(code: i64, msg: &str) -> Response {
+    Json(json!({"errcode": code, "errmsg": msg})).into_response()
+}
+
+impl Simulator {
+    /// A simulator for a corp whose callback uses `crypt` (token, AES key, corp id).
+    pub fn new(crypt: MsgCrypt, secret: &str) -> Simulator {
+        Simulator {
+            corp_id: crypt.receive_id().to_string(),
+            inner: Arc::new(Mutex::new(Inner::default())),
+            secret: secret.to_string(),
+            token_ttl: Arc::new(Mutex::new(Duration::from_secs(7200))),
+            gettoken_calls: Arc::new(AtomicU64::new(0)),
+            crypt: Arc::new(crypt),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock only happens in a failing test; keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/cgi-bin/gettoken", get(gettoken))
+            .route("/cgi-bin/kf/sync_msg", post(sync_msg))
+            .route("/cgi-bin/kf/send_msg", post(send_msg))
+            .route("/cgi-bin/kf/send_msg_on_event", post(send_msg_on_event))
+            .route("/cgi-bin/kf/service_state/get", post(service_state_get))
+            .route("/cgi-bin/kf/service_state/trans", post(service_state_trans))
+            .route("/cgi-bin/kf/customer/batchget", post(customer_batchget))
+            .route(
+                "/cgi-bin/kf/account/list",
+                get(account_list).post(account_list),
+            )
+            .route("/cgi-bin/kf/servicer/list", get(servicer_list))
+            .route("/cgi-bin/externalcontact/get", get(externalcontact_get))
+            .route("/cgi-bin/webhook/send", post(webhook_send))
+            .with_state(self.clone())
+    }
+
+    /// Serve on `listener` in the background; returns the base URL.
+    pub async fn spawn(&self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
+        let addr = listener.local_addr()?;
+        let router = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(format!("http://{addr}"))
+    }
+
+    // ------------------------------------------------------------ scenario controls
+
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        *self.token_ttl.lock().unwrap_or_else(|p| p.into_inner()) = ttl;
+    }
+
+    /// Invalidate every issued token now (WeCom answers 42001 until a new one is fetched).
+    pub fn expire_tokens(&self) {
+        let mut g = self.lock();
+        let past = Instant::now() - Duration::from_secs(1);
+        for exp in g.tokens.values_mut() {
+            *exp = past;
+        }
+    }
+
+    pub fn gettoken_calls(&self) -> u64 {
+        self.gettoken_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn inject(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    pub fn add_customer(&self, external_userid: &str, nickname: &str, tags: &[(&str, &str)]) {
+        let mut g = self.lock();
+        g.customers.insert(
+            external_userid.to_string(),
+            json!({"external_userid": external_userid, "nickname": nickname, "avatar": "", "gender": 0, "unionid": ""}),
+        );
+        if !tags.is_empty() {
+            let tags: Vec<Value> = tags
+                .iter()
+                .map(|(group, name)| json!({"group_name": group, "tag_name": name, "tag_id": format!("et{name}"), "type": 1}))
+                .collect();
+            g.contacts.insert(
+                external_userid.to_string(),
+                json!({
+                    "external_contact": {"external_userid": external_userid, "name": nickname, "type": 1, "gender": 0},
+                    "follow_user": [{"userid": "agent01", "remark": "", "createtime": 1700000000, "tags": tags}]
+                }),
+            );
+        }
+    }
+
+    /// Everything kefu sent to shoppers so far.
+    pub fn sent(&self) -> Vec<Sent> {
+        self.lock().sent.clone()
+    }
+
+    pub fn webhooks(&self) -> Vec<Value> {
+        self.lock().webhooks.clone()
+    }
+
+    pub fn session_state(&self, open_kfid: &str, external_userid: &str) -> u8 {
+        self.lock()
+            .sessions
+            .get(&(open_kfid.to_string(), external_userid.to_string()))
+            .map(|s| s.0)
+            .unwrap_or(0)
+    }
+
+    /// A human agent takes the session (state 3), as from the WeCom client.
+    pub fn agent_takes(&self, open_kfid: &str, external_userid: &str, servicer: &str) {
+        self.lock().sessions.insert(
+            (open_kfid.to_string(), external_userid.to_string()),
+            (3, servicer.to_string()),
+        );
+    }
+
+    fn push(&self, open_kfid: &str, mut body: Value) -> u64 {
+        let mut g = self.lock();
+        g.next_seq += 1;
+        let seq = g.next_seq;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("msgid".into(), json!(format!("sim_msg_{seq}")));
+            o.insert("open_kfid".into(), json!(open_kfid));
+        }
+        g.kf.entry(open_kfid.to_string())
+            .or_default()
+            .push(KfRecord { seq, body });
+        seq
+    }
+
+    /// A shopper writes `text`; the message waits in the kf account until pulled.
+    pub fn shopper_writes(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        text: &str,
+        send_time: i64,
+    ) -> String {
+        let seq = self.push(
+            open_kfid,
+            json!({"external_userid": external_userid, "send_time": send_time, "origin": 3,
+                   "servicer_userid": "", "msgtype": "text", "text": {"content": text}}),
+        );
+        format!("sim_msg_{seq}")
+    }
+
+    /// A shopper opens the chat: an `enter_session` event with a welcome code.
+    pub fn shopper_enters(&self, open_kfid: &str, external_userid: &str, send_time: i64) -> String {
+        let code = format!("welcome_{}", self.lock().next_seq + 1);
+        self.lock().welcome_codes.insert(code.clone(), false);
+        self.push(
+            open_kfid,
+            json!({"external_userid": external_userid, "send_time": send_time, "origin": 4, "msgtype": "event",
+                   "event": {"event_type": "enter_session", "open_kfid": open_kfid, "external_userid": external_userid,
+                             "scene": "", "scene_param": "", "welcome_code": code}}),
+        );
+        code
+    }
+
+    /// Post a `kf_msg_or_event` callback to kefu, encrypted and signed, retrying as WeCom
+    /// does (up to 3 deliveries) while kefu does not answer 200. Returns the statuses seen.
+    pub async fn notify(&self, callback_url: &str, open_kfid: &str, token: &str) -> Vec<u16> {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let xml = format!(
+            "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{open_kfid}]]></OpenKfId></xml>",
+            self.corp_id
+        );
+        let mut statuses = Vec::new();
+        for attempt in 0..3 {
+            let nonce = format!("{}", rand::random::<u32>());
+            let encrypt = self.crypt.encrypt(&xml);
+            let sig = self.crypt.signature(&ts.to_string(), &nonce, &encrypt);
+            let body = format!(
+                "<xml><ToUserName><![CDATA[{}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>",
+                self.corp_id
+            );
+            let res = self
+                .http
+                .post(format!(
+                    "{callback_url}?msg_signature={sig}&timestamp={ts}&nonce={nonce}"
+                ))
+                .header("content-type", "text/xml")
+                .body(body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            let status = res.map(|r| r.status().as_u16()).unwrap_or(0);
+            statuses.push(status);
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+        }
+        statuses
+    }
+
+    /// Check the token and apply injected faults. `Err` is the response to give instead.
+    async fn gate(&self, access_token: Option<&str>) -> Result<(), Response> {
+        let (slow, fault) = {
+            let mut g = self.lock();
+            let slow = g.faults.slow;
+            let fault = if g.faults.drop > 0 {
+                g.faults.drop -= 1;
+                Some(0)
+            } else if g.faults.busy > 0 {
+                g.faults.busy -= 1;
+                Some(-1)
+            } else if g.faults.rate_limited > 0 {
+                g.faults.rate_limited -= 1;
+                Some(45009)
+            } else {
+                None
+            };
+            (slow, fault)
+        };
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
+        match fault {
+            // A dropped connection: the client sees a broken response.
+            Some(0) => return Err((StatusCode::BAD_GATEWAY, "connection reset").into_response()),
+            Some(-1) => return Err(err(-1, "system busy")),
+            Some(code) => return Err(err(code, "api freq out of limit")),
+            None => {}
+        }
+        if let Some(tok) = access_token {
+            let g = self.lock();
+            match g.tokens.get(tok) {
+                None => return Err(err(40014, "invalid access_token")),
+                Some(exp) if *exp <= Instant::now() => {
+                    return Err(err(42001, "access_token expired"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+type Q = Query<HashMap<String, String>>;
+
+async fn gettoken(State(sim): State<Simulator>, Query(q): Q) -> Response {
+    if let Err(r) = sim.gate(None).await {
+        return r;
+    }
+    if q.get("corpid") != Some(&sim.corp_id) {
+        return err(40013, "invalid corpid");
+    }
+    if q.get("corpsecret") != Some(&sim.secret) {
+        return err(40001, "invalid secret");
+    }
+    sim.gettoken_calls.fetch_add(1, Ordering::SeqCst);
+    let ttl = *sim.token_ttl.lock().unwrap_or_else(|p| p.into_inner());
+    let token = format!("SIMTOKEN{:016x}", rand::random::<u64>());
+    sim.lock()
+        .tokens
+        .insert(token.clone(), Instant::now() + ttl);
+    ok(json!({"access_token": token, "expires_in": ttl.as_secs()}))
+}
+
+macro_rules! gated {
+    ($sim:expr, $q:expr) => {
+        if let Err(r) = $sim
+            .gate(Some(
+                $q.get("access_token").map(String::as_str).unwrap_or(""),
+            ))
+            .await
+        {
+            return r;
+        }
+    };
+}
+
+async fn sync_msg(State(sim): State<Simulator>, Query(q): Q, Json(body): Json<Value>) -> Response {
+    gated!(sim, q);
+    let Some(open_kfid) = body["open_kfid"].as_str() else {
+        return err(40003, "invalid open_kfid");
+    };
+    let after: u64 = body["cursor"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("c"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit = body["limit"].as_u64().unwrap_or(1000).clamp(1, 1000) as usize;
+    let g = sim.lock();
+    let all: Vec<&KfRecord> =
+        g.kf.get(open_kfid)
+            .map(|v| v.iter().filter(|r| r.seq > after).collect())
+            .unwrap_or_default();
+    let page: Vec<Value> = all.iter().take(limit).map(|r| r.body.clone()).collect();
+    let last = all
+        .iter()
+        .take(limit)
+        .last()
+        .map(|r| r.seq)
+        .unwrap_or(after);
+    ok(
+        json!({"next_cursor": format!("c{last}"), "has_more": if all.len() > limit {1} else {0}, "msg_list": page}),
+    )
+}
+
+async fn send_msg(State(sim): State<Simulator>, Query(q): Q, Json(body): Json<Value>) -> Response {
+    gated!(sim, q);
+    let (Some(touser), Some(open_kfid)) = (body["touser"].as_str(), body["open_kfid"].as_str())
+    else {
+        return err(40003, "invalid touser or open_kfid");
+    };
+    let key = (open_kfid.to_string(), touser.to_string());
+    let mut g = sim.lock();
+    if g.sessions.get(&key).is_some_and(|s| s.0 == 4) {
+        return err(95018, "session state not allow send");
+    }
+    let msgid = body["msgid"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sim_out_{}", g.sent.len() + 1));
+    g.sent.push(Sent {
+        api: "send_msg",
+        body: body.clone(),
+    });
+    ok(json!({"msgid": msgid}))
+}
+
+async fn send_msg_on_event(
+    State(sim): State<Simulator>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> Response {
+    gated!(sim, q);
+    let code = body["code"].as_str().unwrap_or("").to_string();
+    let mut g = sim.lock();
+    match g.welcome_codes.get(&code) {
+        None => return err(95012, "invalid code"),
+        Some(true) => return err(95013, "code already used"),
+        Some(false) => {}
+    }
+    g.welcome_codes.insert(code, true);
+    g.sent.push(Sent {
+        api: "send_msg_on_event",
+        body: body.clone(),
+    });
+    ok(json!({"msgid": body["msgid"].as_str().unwrap_or("sim_welcome")}))
+}
+
+async fn service_state_get(
+    State(sim): State<Simulator>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> Response {
+    gated!(sim, q);
+    let key = (
+        body["open_kfid"].as_str().unwrap_or("").to_string(),
+        body["external_userid"].as_str().unwrap_or("").to_string(),
+    );
+    let (state, servicer) = sim
+        .lock()
+        .sessions
+        .get(&key)
+        .cloned()
+        .unwrap_or((0, String::new()));
+    ok(json!({"service_state": state, "servicer_userid": servicer}))
+}
+
+/// Legal session transitions (0 new, 1 bot, 2 pool, 3 agent, 4 ended).
+fn legal(from: u8, to: u8) -> bool {
+    matches!(
+        (from, to),
+        (0, 1..=3) | (1, 2..=4) | (2, 3) | (2, 4) | (3, 3) | (3, 4) | (4, 0..=3)
+    )
+}
+
+async fn service_state_trans(
+    State(sim): State<Simulator>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> Response {
+    gated!(sim, q);
+    let key = (
+        body["open_kfid"].as_str().unwrap_or("").to_string(),
+        body["external_userid"].as_str().unwrap_or("").to_string(),
+    );
+    let to = body["service_state"].as_u64().unwrap_or(99) as u8;
+    let servicer = body["servicer_userid"].as_str().unwrap_or("").to_string();
+    let mut g = sim.lock();
+    let from = g.sessions.get(&key).map(|s| s.0).unwrap_or(0);
+    if !legal(from, to) {
+        return err(95016, "invalid service_state transition");
+    }
+    if to == 3 && servicer.is_empty() {
+        return err(95014, "servicer_userid required");
+    }
+    g.sessions.insert(key, (to, servicer));
+    ok(json!({"msg_code": format!("msgcode_{}", rand::random::<u32>())}))
+}
+
+async fn customer_batchget(
+    State(sim): State<Simulator>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> Response {
+    gated!(sim, q);
+    let g = sim.lock();
+    let mut found = Vec::new();
+    let mut invalid = Vec::new();
+    for id in body["external_userid_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let id = id.as_str().unwrap_or("").to_string();
+        match g.customers.get(&id) {
+            Some(c) => found.push(c.clone()),
+            None => invalid.push(json!(id)),
+        }
+    }
+    ok(json!({"customer_list": found, "invalid_external_userid": invalid}))
+}
+
+async fn account_list(State(sim): State<Simulator>, Query(q): Q) -> Response {
+    gated!(sim, q);
+    let g = sim.lock();
+    let accounts: Vec<Value> =
+        g.kf.keys()
+            .map(|k| json!({"open_kfid": k, "name": "好物小铺客服", "avatar": ""}))
+            .collect();
+    ok(json!({"account_list": accounts}))
+}
+
+async fn servicer_list(State(sim): State<Simulator>, Query(q): Q) -> Response {
+    gated!(sim, q);
+    ok(
+        json!({"servicer_list": [{"userid": "agent01", "status": 0}, {"userid": "agent02", "status": 1}]}),
+    )
+}
+
+async fn externalcontact_get(State(sim): State<Simulator>, Query(q): Q) -> Response {
+    gated!(sim, q);
+    let id = q.get("external_userid").cloned().unwrap_or_default();
+    match sim.lock().contacts.get(&id) {
+        Some(c) => ok(c.clone()),
+        None => err(84061, "not external contact"),
+    }
+}
+
+async fn webhook_send(
+    State(sim): State<Simulator>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = sim.gate(None).await {
+        return r;
+    }
+    if q.get("key").is_none_or(|k| k.is_empty()) {
+        return err(93000, "invalid webhook url");
+    }
+    sim.lock().webhooks.push(body);
+    ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legal;
+
+    #[test]
+    fn session_transitions_follow_the_documented_table() {
+        assert!(legal(0, 1) && legal(1, 2) && legal(2, 3) && legal(3, 4) && legal(4, 0));
+        assert!(!legal(2, 1) && !legal(3, 1) && !legal(0, 4));
+    }
+}
