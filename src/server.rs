@@ -109,9 +109,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = build(config, Arc::new(SystemClock)).await?;
     reload_on_sighup(state.classifier.clone());
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    if let Some(kf) = &state.kf {
+        kf.spawn_workers(std::time::Duration::from_secs(30), workers_stop);
+    } else if state.config.wecom.is_some() {
+        tracing::warn!(
+            "[wecom] has no secret: kf callbacks are recorded but messages are not pulled"
+        );
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "kefu listening");
-    serve(state, listener, shutdown_signal()).await
+    let result = serve(state, listener, shutdown_signal()).await;
+    let _ = stop_workers.send(true);
+    result
 }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod kf;
+
 use crate::clock::SharedClock;
 use crate::intent::SharedClassifier;
 use crate::metrics::{ChannelLabel, MessageLabel, Metrics};
@@ -44,6 +46,8 @@ pub struct Intake {
     clock: SharedClock,
     classifier: Arc<SharedClassifier>,
     ack_text: String,
+    /// WeCom Customer Service loop, when `[wecom] secret` is configured.
+    kf: Option<Arc<kf::KfService>>,
 }
 
 /// What to do with a message before it is stored.
@@ -69,7 +73,14 @@ impl Intake {
             clock,
             classifier,
             ack_text,
+            kf: None,
         }
+    }
+
+    /// Pull kf messages when a `kf_msg_or_event` callback arrives.
+    pub fn with_kf(mut self, kf: Arc<kf::KfService>) -> Self {
+        self.kf = Some(kf);
+        self
     }
 
     /// Record `msg` (durably, exactly once) and decide the passive reply.
@@ -102,6 +113,22 @@ impl Intake {
         let reply_text = d.reply_text;
         match self.store.record_inbound(rec).await? {
             Recorded::New => {
+                if let (Some(kf), MsgBody::KfMsgOrEvent { token, open_kfid }) =
+                    (&self.kf, &msg.body)
+                {
+                    // Acknowledge at once; pull in the background.
+                    let (kf, token, open_kfid) = (kf.clone(), token.clone(), open_kfid.clone());
+                    tokio::spawn(async move {
+                        match kf.pull(&open_kfid, Some(&token)).await {
+                            Ok(r) => {
+                                tracing::info!(%open_kfid, new = r.new_messages, answered = r.answered, handed_over = r.handed_over, "kf pull")
+                            }
+                            Err(e) => {
+                                tracing::warn!(%open_kfid, error = %e, "kf pull failed; the poller will retry")
+                            }
+                        }
+                    });
+                }
                 self.metrics
                     .recorded
                     .get_or_create(&MessageLabel {

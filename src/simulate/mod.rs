@@ -198,12 +198,25 @@ impl Simulator {
             .unwrap_or(0)
     }
 
+    /// Put a session in any state (e.g. 4, ended by WeCom's timeout).
+    pub fn set_session(&self, open_kfid: &str, external_userid: &str, state: u8) {
+        self.lock().sessions.insert(
+            (open_kfid.to_string(), external_userid.to_string()),
+            (state, String::new()),
+        );
+    }
+
     /// A human agent takes the session (state 3), as from the WeCom client.
     pub fn agent_takes(&self, open_kfid: &str, external_userid: &str, servicer: &str) {
         self.lock().sessions.insert(
             (open_kfid.to_string(), external_userid.to_string()),
             (3, servicer.to_string()),
         );
+    }
+
+    /// Put any message or event into a kf account's history (msgid and open_kfid are set).
+    pub fn push_raw(&self, open_kfid: &str, body: Value) -> String {
+        format!("sim_msg_{}", self.push(open_kfid, body))
     }
 
     fn push(&self, open_kfid: &str, mut body: Value) -> u64 {
@@ -383,12 +396,7 @@ async fn sync_msg(State(sim): State<Simulator>, Query(q): Q, Json(body): Json<Va
             .map(|v| v.iter().filter(|r| r.seq > after).collect())
             .unwrap_or_default();
     let page: Vec<Value> = all.iter().take(limit).map(|r| r.body.clone()).collect();
-    let last = all
-        .iter()
-        .take(limit)
-        .last()
-        .map(|r| r.seq)
-        .unwrap_or(after);
+    let last = all.iter().take(limit).map(|r| r.seq).max().unwrap_or(after);
     ok(
         json!({"next_cursor": format!("c{last}"), "has_more": if all.len() > limit {1} else {0}, "msg_list": page}),
     )

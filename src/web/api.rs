@@ -107,3 +107,28 @@ pub async fn classify(
     }
     Json(state.classifier.current().classify(&req.text)).into_response()
 }
+
+/// `GET /api/outbox/failed`: outgoing messages that could not be sent within the retry
+/// budget, newest first, for supervisors to act on.
+pub async fn failed_outbox(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
+    }
+    type Row = (String, String, String, i64, Option<String>);
+    let rows: Result<Vec<Row>, _> = sqlx::query_as(
+        "SELECT id, api, payload, attempts, last_error FROM outbox WHERE status = 'failed' ORDER BY created_at DESC LIMIT 200",
+    )
+    .fetch_all(state.store.pool())
+    .await;
+    match rows {
+        Ok(rows) => Json(json!({"failed": rows.into_iter().map(|(id, api, payload, attempts, err)| json!({
+            "id": id, "api": api, "payload": serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default(),
+            "attempts": attempts, "last_error": err,
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "listing failed outbox rows");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}

@@ -35,6 +35,8 @@ pub struct AppState {
     /// The intent classifier over the reply library, swapped on reload.
     pub classifier: Arc<SharedClassifier>,
     pub intake: Intake,
+    /// The WeCom Customer Service loop, when `[wecom] secret` is set.
+    pub kf: Option<Arc<crate::channel::kf::KfService>>,
     /// WeCom callback crypto (CorpID as receive id), when `[wecom]` is configured.
     pub wecom: Option<Arc<MsgCrypt>>,
     /// Official Account: its token for plain signatures, and crypto for safe mode.
@@ -54,13 +56,35 @@ impl AppState {
         classifier: Arc<SharedClassifier>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let intake = Intake::new(
+        let kf = config.wecom.as_ref().and_then(|w| {
+            let secret = w.secret.as_deref()?;
+            let client = crate::wecom::api::WecomClient::new(
+                &w.api_base,
+                &w.corp_id,
+                secret,
+                Some(store.clone()),
+                metrics.clone(),
+                clock.clone(),
+                crate::wecom::api::RetryPolicy::default(),
+            );
+            Some(crate::channel::kf::KfService::new(
+                store.clone(),
+                Arc::new(client),
+                classifier.clone(),
+                clock.clone(),
+                config.callback.ack_text.clone(),
+            ))
+        });
+        let mut intake = Intake::new(
             store.clone(),
             metrics.clone(),
             clock.clone(),
             classifier.clone(),
             config.callback.ack_text.clone(),
         );
+        if let Some(kf) = &kf {
+            intake = intake.with_kf(kf.clone());
+        }
         let wecom = config.wecom.as_ref().map(|w| Arc::new(w.crypt()));
         let mp = config.mp.as_ref().map(|m| {
             Arc::new(MpChannel {
@@ -75,6 +99,7 @@ impl AppState {
             clock,
             classifier,
             intake,
+            kf,
             wecom,
             mp,
         }
@@ -97,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/replies/reload", post(api::reload_replies))
         .route("/api/classify", post(api::classify))
+        .route("/api/outbox/failed", get(api::failed_outbox))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

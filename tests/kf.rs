@@ -1,0 +1,394 @@
+//! WeCom Customer Service end to end through the simulator: a shopper writes, WeCom calls
+//! back, kefu pulls, decides and answers through the outbox — on SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use kefu::simulate::Simulator;
+use serde_json::{json, Value};
+
+const KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
+const SECRET: &str = "kf-secret";
+
+struct Kf {
+    app: TestApp,
+    sim: Simulator,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn simulator() -> (Simulator, String) {
+    let sim = Simulator::new(wecom_crypt(), SECRET);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = sim.spawn(listener).await.unwrap();
+    (sim, base)
+}
+
+async fn start_with(
+    db: Db,
+    url: Option<String>,
+    wecom: Option<(Simulator, String)>,
+    workers: bool,
+) -> Kf {
+    let (sim, base) = match wecom {
+        Some(w) => w,
+        None => simulator().await,
+    };
+    let app = TestApp::start_with(db, move |t| {
+        let mut t = t.replace(
+            &format!("encoding_aes_key = \"{AES_KEY}\"\n"),
+            &format!(
+                "encoding_aes_key = \"{AES_KEY}\"\nsecret = \"{SECRET}\"\napi_base = \"{base}\"\n"
+            ),
+        );
+        if let Some(url) = url {
+            let start = t.find("database_url = \"").unwrap();
+            let end = t[start + 16..].find('"').unwrap() + start + 16;
+            t.replace_range(start..=end, &format!("database_url = \"{url}\""));
+        }
+        t
+    })
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if workers {
+        app.state
+            .kf
+            .as_ref()
+            .expect("kf configured")
+            .spawn_workers(Duration::from_secs(3600), stopped);
+    }
+    Kf {
+        app,
+        sim,
+        _stop: stop,
+    }
+}
+
+async fn start(db: Db) -> Kf {
+    start_with(db, None, None, true).await
+}
+
+impl Kf {
+    fn callback(&self) -> String {
+        self.app.url("/wecom/callback")
+    }
+
+    async fn says(&self, who: &str, text: &str) -> String {
+        let msgid = self.sim.shopper_writes(KFID, who, text, now_secs());
+        let statuses = self
+            .sim
+            .notify(&self.callback(), KFID, &format!("ENC{msgid}"))
+            .await;
+        assert_eq!(statuses, [200]);
+        msgid
+    }
+
+    fn sent_to(&self, who: &str) -> Vec<Value> {
+        self.sim
+            .sent()
+            .into_iter()
+            .filter(|s| s.api == "send_msg" && s.body["touser"] == who)
+            .map(|s| s.body)
+            .collect()
+    }
+
+    async fn until(&self, what: &str, mut check: impl FnMut(&Kf) -> bool) {
+        let started = Instant::now();
+        while !check(self) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn status_of(&self, msgid: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM kf_messages WHERE msgid = $1")
+            .bind(msgid)
+            .fetch_one(self.app.state.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+fn text_of(body: &Value) -> String {
+    body["text"]["content"]
+        .as_str()
+        .or_else(|| body["msgmenu"]["head_content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Db::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    a_confident_question_is_answered_once_even_when_the_callback_repeats,
+    a_complaint_is_acknowledged_and_handed_to_the_pending_pool,
+    the_bot_stays_quiet_while_an_agent_holds_the_session,
+    a_crash_between_pull_and_send_sends_exactly_once,
+    an_expired_token_is_refreshed_and_the_answer_still_goes_out,
+);
+
+async fn a_confident_question_is_answered_once_even_when_the_callback_repeats(db: Db) {
+    let kf = start(db).await;
+    kf.sim.add_customer("wmLi", "李四", &[]);
+    let msgid = kf.says("wmLi", "我的快递到哪了？").await;
+    kf.until("the answer", |k| k.sent_to("wmLi").len() == 1)
+        .await;
+    let answer = &kf.sent_to("wmLi")[0];
+    assert!(
+        text_of(answer).contains("李四您好"),
+        "nickname from kf/customer/batchget: {answer}"
+    );
+    assert!(text_of(answer).contains("物流"), "{answer}");
+    // The reply defines a follow-up menu, so it goes out as msgmenu.
+    assert_eq!(answer["msgtype"], "msgmenu");
+    assert_eq!(kf.status_of(&msgid).await, "answered");
+
+    // WeCom repeats the same callback (same Token): recorded once, nothing sent again.
+    let statuses = kf
+        .sim
+        .notify(&kf.callback(), KFID, &format!("ENC{msgid}"))
+        .await;
+    assert_eq!(statuses, [200]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kf.app.state.kf.as_ref().unwrap().send_due().await.unwrap();
+    assert_eq!(kf.sent_to("wmLi").len(), 1);
+    assert_eq!(kf.app.count("wecom").await, 1);
+
+    // A click on the menu comes back as text with menu_id, answered with that reply.
+    let menu_item = answer["msgmenu"]["list"][0]["click"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let clicked = kf.sim.push_raw(
+        KFID,
+        json!({"external_userid": "wmLi", "send_time": now_secs(), "origin": 3, "msgtype": "text",
+               "text": {"content": "物流不更新怎么办", "menu_id": menu_item}}),
+    );
+    kf.sim.notify(&kf.callback(), KFID, "ENCclick").await;
+    kf.until("the menu answer", |k| k.sent_to("wmLi").len() == 2)
+        .await;
+    let reply_id: String = sqlx::query_scalar("SELECT reply_id FROM kf_messages WHERE msgid = $1")
+        .bind(&clicked)
+        .fetch_one(kf.app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(reply_id, menu_item);
+}
+
+async fn a_complaint_is_acknowledged_and_handed_to_the_pending_pool(db: Db) {
+    let kf = start(db).await;
+    let msgid = kf.says("wmAngry", "你们太过分了，我要投诉！").await;
+    kf.until("the acknowledgement", |k| k.sent_to("wmAngry").len() == 1)
+        .await;
+    assert_eq!(text_of(&kf.sent_to("wmAngry")[0]), "收到啦，客服马上来");
+    kf.until("the transfer", |k| {
+        k.sim.session_state(KFID, "wmAngry") == 2
+    })
+    .await;
+    assert_eq!(kf.status_of(&msgid).await, "unresolved");
+    let intent: String = sqlx::query_scalar("SELECT intent FROM kf_messages WHERE msgid = $1")
+        .bind(&msgid)
+        .fetch_one(kf.app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(intent, "complaint");
+}
+
+async fn the_bot_stays_quiet_while_an_agent_holds_the_session(db: Db) {
+    let kf = start(db).await;
+    // An agent takes the session from the pool: WeCom reports it as an event.
+    kf.sim.agent_takes(KFID, "wmHeld", "agent01");
+    kf.sim.push_raw(
+        KFID,
+        json!({"send_time": now_secs(), "origin": 4, "msgtype": "event",
+               "event": {"event_type": "session_status_change", "open_kfid": KFID, "external_userid": "wmHeld",
+                         "change_type": 1, "old_servicer_userid": "", "new_servicer_userid": "agent01", "msg_code": "mc"}}),
+    );
+    let msgid = kf.says("wmHeld", "我的快递到哪了").await;
+    kf.until("the pull", |_| true).await;
+    let started = Instant::now();
+    loop {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM kf_messages WHERE msgid = $1")
+                .bind(&msgid)
+                .fetch_optional(kf.app.state.store.pool())
+                .await
+                .unwrap();
+        if let Some(s) = status {
+            assert_eq!(s, "agent");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kf.app.state.kf.as_ref().unwrap().send_due().await.unwrap();
+    assert!(
+        kf.sent_to("wmHeld").is_empty(),
+        "no bot answer while a person holds the session"
+    );
+}
+
+async fn a_crash_between_pull_and_send_sends_exactly_once(db: Db) {
+    // First process: pulls and commits the answer to the outbox, then stops before sending.
+    let (sim, base) = simulator().await;
+    let first = start_with(db, None, Some((sim.clone(), base.clone())), false).await;
+    let url: String = first.app.state.config.database_url.clone();
+    let msgid = sim.shopper_writes(KFID, "wmCrash", "退款多久到账", now_secs());
+    first
+        .app
+        .state
+        .kf
+        .as_ref()
+        .unwrap()
+        .pull(KFID, Some("ENCx"))
+        .await
+        .unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+        .fetch_one(first.app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, 1);
+    assert!(sim.sent().is_empty());
+    // `first` sends nothing from here on (it has no outbox worker); it is kept only because
+    // its temporary folder holds the SQLite file the second process opens.
+
+    // Second process on the same store and the same WeCom: sends it once, and never again.
+    let second = start_with(db, Some(url), Some((sim.clone(), base)), true).await;
+    second
+        .until("the answer after restart", |k| {
+            k.sent_to("wmCrash").len() == 1
+        })
+        .await;
+    let svc = second.app.state.kf.as_ref().unwrap().clone();
+    for _ in 0..3 {
+        svc.send_due().await.unwrap();
+        svc.pull(KFID, None).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(second.sent_to("wmCrash").len(), 1, "sent exactly once");
+    assert_eq!(second.status_of(&msgid).await, "answered");
+    let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'sent'")
+        .fetch_one(second.app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sent, 1);
+}
+
+async fn an_expired_token_is_refreshed_and_the_answer_still_goes_out(db: Db) {
+    let kf = start(db).await;
+    kf.says("wmTok", "可以开发票吗").await;
+    kf.until("first answer", |k| k.sent_to("wmTok").len() == 1)
+        .await;
+    kf.sim.expire_tokens();
+    kf.says("wmTok", "发票抬头写错了能重开吗").await;
+    kf.until("second answer", |k| k.sent_to("wmTok").len() == 2)
+        .await;
+    assert_eq!(kf.sim.gettoken_calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vip_customers_get_the_vip_wording_and_newcomers_a_welcome() {
+    let kf = start(Db::Sqlite).await;
+    kf.sim
+        .add_customer("wmVip", "王女士", &[("客户等级", "VIP")]);
+    kf.says("wmVip", "满多少包邮啊").await;
+    kf.until("the VIP answer", |k| k.sent_to("wmVip").len() == 1)
+        .await;
+    assert!(
+        text_of(&kf.sent_to("wmVip")[0]).contains("VIP会员"),
+        "{}",
+        kf.sent_to("wmVip")[0]
+    );
+
+    let code = kf.sim.shopper_enters(KFID, "wmNew", now_secs());
+    kf.sim.notify(&kf.callback(), KFID, "ENCenter").await;
+    kf.until("the welcome", |k| {
+        k.sim.sent().iter().any(|s| s.api == "send_msg_on_event")
+    })
+    .await;
+    let welcome = kf
+        .sim
+        .sent()
+        .into_iter()
+        .find(|s| s.api == "send_msg_on_event")
+        .unwrap()
+        .body;
+    assert_eq!(welcome["code"], code);
+    assert_eq!(welcome["msgtype"], "msgmenu");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_history_is_recorded_but_never_answered_by_the_bot() {
+    let kf = start(Db::Sqlite).await;
+    let old = kf
+        .sim
+        .shopper_writes(KFID, "wmOld", "我的快递到哪了", now_secs() - 2 * 24 * 3600);
+    kf.sim.notify(&kf.callback(), KFID, "ENCold").await;
+    let started = Instant::now();
+    while kf.app.state.store.pool().is_closed() || {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kf_messages")
+            .fetch_one(kf.app.state.store.pool())
+            .await
+            .unwrap();
+        n == 0
+    } {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        kf.status_of(&old).await,
+        "unresolved",
+        "an old message is for a person"
+    );
+    kf.app.state.kf.as_ref().unwrap().send_due().await.unwrap();
+    assert!(kf.sent_to("wmOld").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_messages_refused_for_good_are_listed_for_supervisors() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let svc = kf.app.state.kf.as_ref().unwrap().clone();
+    kf.sim
+        .shopper_writes(KFID, "wmEnded", "我的快递到哪了", now_secs());
+    svc.pull(KFID, Some("ENCe")).await.unwrap();
+    // The session ended on WeCom's side before we answered: send_msg is refused (95018),
+    // a permanent error, so it is not retried blindly.
+    kf.sim.set_session(KFID, "wmEnded", 4);
+    svc.send_due().await.unwrap();
+    assert!(kf.sent_to("wmEnded").is_empty());
+    let v: Value = kf
+        .app
+        .http
+        .get(kf.app.url("/api/outbox/failed"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let failed = v["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{v}");
+    assert!(
+        failed[0]["last_error"].as_str().unwrap().contains("95018"),
+        "{v}"
+    );
+    assert_eq!(failed[0]["payload"]["touser"], "wmEnded");
+}
