@@ -7,6 +7,7 @@ pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod intent;
 pub mod library;
 pub mod metrics;

@@ -28,6 +28,13 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Run the WeCom Customer Service loop against the built-in simulator with scripted
+    /// shoppers: no WeCom account needed.
+    Demo {
+        /// Stop after the script instead of serving on.
+        #[arg(long)]
+        once: bool,
+    },
     /// Classify shopper messages: one per stdin line, one JSON object per stdout line.
     Classify,
     /// Report classifier accuracy over a `text<TAB>intent` file.
@@ -114,9 +121,9 @@ fn replies_check(config: &Config) -> Result<bool, String> {
     Ok(diags.is_empty() && missing.is_empty())
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -156,6 +163,24 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Demo { once } => {
+            // The demo's own output tells the story; logs only for problems.
+            init_logging(config.log_format, "warn");
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("kefu: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(kefu::demo::run(config, once)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kefu: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Classify => match classify_stdin(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -183,7 +208,7 @@ fn main() -> ExitCode {
         Command::Serve {
             check_config: false,
         } => {
-            init_logging(config.log_format);
+            init_logging(config.log_format, "info");
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

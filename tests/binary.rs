@@ -249,3 +249,32 @@ async fn sighup_reloads_the_reply_library() {
     assert!(child.wait().unwrap().success());
     assert!(reloaded, "SIGHUP reloaded the library");
 }
+
+#[test]
+fn the_demo_runs_the_kf_loop_with_no_wecom_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--once"])
+        .current_dir(dir.path())
+        .env("KEFU_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("KEFU_REPLIES_DIR", replies_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The welcome menu, the VIP's own wording, a complaint handed to a person.
+    assert!(text.contains("欢迎来到好物小铺"), "{text}");
+    assert!(text.contains("王女士您好，您是VIP会员"), "{text}");
+    assert!(
+        text.contains("intent complaint, confidence 1.00: handed to a person"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("data/kefu.db").exists(),
+        "the embedded SQLite default"
+    );
+}

@@ -82,6 +82,99 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("码子", "尺码"),
 ];
 
+/// Product nouns of a general shop (apparel, beauty, fresh food, small electronics, home).
+/// They name *what* a question is about, not *which* question it is, so they become the one
+/// word 商品 — like order numbers become 单号 — and an unfamiliar product does not make a
+/// familiar question look off-topic. Longest first where they overlap.
+const PRODUCTS: &[&str] = &[
+    "连衣裙",
+    "半身裙",
+    "羽绒服",
+    "牛仔裤",
+    "运动鞋",
+    "高跟鞋",
+    "打底衫",
+    "毛衣",
+    "卫衣",
+    "衬衫",
+    "外套",
+    "大衣",
+    "风衣",
+    "t恤",
+    "短袖",
+    "长袖",
+    "裤子",
+    "裙子",
+    "鞋子",
+    "靴子",
+    "拖鞋",
+    "袜子",
+    "内衣",
+    "睡衣",
+    "帽子",
+    "围巾",
+    "手套",
+    "包包",
+    "背包",
+    "钱包",
+    "面霜",
+    "乳液",
+    "精华液",
+    "精华",
+    "面膜",
+    "口红",
+    "粉底液",
+    "防晒霜",
+    "洗面奶",
+    "护手霜",
+    "香水",
+    "洗发水",
+    "沐浴露",
+    "眼霜",
+    "电饭煲",
+    "吹风机",
+    "充电宝",
+    "充电器",
+    "数据线",
+    "耳机",
+    "音箱",
+    "台灯",
+    "加湿器",
+    "空气炸锅",
+    "扫地机",
+    "电动牙刷",
+    "手机壳",
+    "杯子",
+    "水杯",
+    "保温杯",
+    "碗",
+    "盘子",
+    "锅",
+    "枕头",
+    "被子",
+    "床单",
+    "四件套",
+    "毛巾",
+    "猫砂",
+    "狗粮",
+    "猫粮",
+    "零食",
+    "坚果",
+    "牛肉干",
+    "水果",
+    "车厘子",
+    "草莓",
+    "橙子",
+    "苹果",
+    "芒果",
+    "榴莲",
+    "大闸蟹",
+    "海鲜",
+    "牛奶",
+    "茶叶",
+    "咖啡",
+];
+
 /// Normalise a message. The output contains CJK characters, ASCII letters and digits,
 /// and single spaces.
 pub fn normalize(text: &str) -> String {
@@ -100,6 +193,11 @@ pub fn normalize(text: &str) -> String {
     for (from, to) in SYNONYMS {
         if text.contains(from) {
             text = text.replace(from, to);
+        }
+    }
+    for p in PRODUCTS {
+        if text.contains(p) {
+            text = text.replace(p, "商品");
         }
     }
     text
@@ -140,7 +238,16 @@ pub fn strip_filler(normalized: &str) -> String {
             out = out.replace(f, " ");
         }
     }
-    let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Sentence-final particles (呀, 啊, 呢 …) at the end of a phrase carry tone, not meaning.
+    const PARTICLES: &[char] = &[
+        '呀', '啊', '呢', '吧', '哦', '哈', '嘛', '啦', '呗', '滴', '噢',
+    ];
+    let out = out
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(PARTICLES))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let substance = out.chars().filter(|c| is_cjk(*c)).count() >= 2
         || out.split(' ').any(|w| w.len() >= 2 && w.is_ascii());
     if substance {

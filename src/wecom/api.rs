@@ -293,8 +293,14 @@ impl WecomClient {
                         }
                         _ => {}
                     }
-                    if !e.retryable() || attempt >= self.retry.attempts {
-                        tracing::warn!(error = %e, attempt, "WeCom call failed");
+                    if !e.retryable() {
+                        // Permanent answers (84061 "not an external contact", 95xxx session
+                        // rules) are part of normal operation; the caller decides.
+                        tracing::debug!(error = %e, "WeCom call refused");
+                        return Err(e);
+                    }
+                    if attempt >= self.retry.attempts {
+                        tracing::warn!(error = %e, attempt, "WeCom call failed after retries");
                         return Err(e);
                     }
                     self.backoff(attempt).await;

@@ -1,0 +1,176 @@
+//! `kefu demo`: the whole WeCom Customer Service loop on this machine, with no WeCom
+//! account. It starts the WeCom simulator and kefu (on the configured store, the embedded
+//! SQLite file by default), plays a few scripted shoppers — a VIP among them — and prints
+//! what each one wrote and what the shop answered, then keeps serving so you can look around.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::clock::SystemClock;
+use crate::config::{Config, WecomConfig};
+use crate::crypto::MsgCrypt;
+use crate::simulate::Simulator;
+
+const KFID: &str = "wkDEMO0000000000000000000000000000";
+const CORP_ID: &str = "wwdemo0000000001";
+const TOKEN: &str = "demoToken";
+const AES_KEY: &str = "kefuDemoEncodingAESKey0123456789abcdefghijk";
+const SECRET: &str = "demo-kf-secret";
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn shown(body: &Value) -> String {
+    match body["msgtype"].as_str() {
+        Some("msgmenu") => {
+            let m = &body["msgmenu"];
+            let items: Vec<String> = m["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["click"]["content"].as_str().map(|c| format!("[{c}]")))
+                .collect();
+            format!(
+                "{} {}",
+                m["head_content"].as_str().unwrap_or(""),
+                items.join(" ")
+            )
+        }
+        _ => body["text"]["content"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+/// Run the demo. With `once`, stop after the script (used by the tests).
+pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
+    // The simulator plays WeCom; kefu is pointed at it.
+    let crypt = MsgCrypt::new(TOKEN, AES_KEY, CORP_ID).context("demo credentials")?;
+    let sim = Simulator::new(crypt, SECRET);
+    let sim_base = sim
+        .spawn(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding the simulator")?,
+        )
+        .await?;
+    config.wecom = Some(WecomConfig {
+        corp_id: CORP_ID.into(),
+        token: TOKEN.into(),
+        encoding_aes_key: AES_KEY.into(),
+        secret: Some(SECRET.into()),
+        api_base: sim_base.clone(),
+    });
+    let listen = config.listen;
+    let db = crate::config::redact_url(&config.database_url);
+    let state = crate::server::build(config, Arc::new(SystemClock)).await?;
+    let kf = state.kf.clone().context("kf loop")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    kf.spawn_workers(Duration::from_secs(30), stopped);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen} (set KEFU_LISTEN to use another port)"))?;
+    let addr = listener.local_addr()?;
+    let server_state = state.clone();
+    let server = tokio::spawn(async move {
+        crate::server::serve(server_state, listener, crate::server::shutdown_signal()).await
+    });
+    let callback = format!("http://{addr}/wecom/callback");
+
+    println!("kefu demo — WeCom simulator at {sim_base}, kefu at http://{addr}, store {db}\n");
+    sim.add_customer("wmDemoVIP", "王女士", &[("客户等级", "VIP")]);
+    sim.add_customer("wmDemoLin", "小林", &[]);
+    sim.add_customer("wmDemoZhao", "赵先生", &[]);
+
+    // A newcomer opens the chat: the welcome menu.
+    sim.shopper_enters(KFID, "wmDemoNew", now_secs());
+    sim.notify(
+        &callback,
+        KFID,
+        &format!("ENCdemo{}", rand::random::<u32>()),
+    )
+    .await;
+    wait_for(&sim, |s| s.iter().any(|m| m.api == "send_msg_on_event")).await;
+    if let Some(w) = sim.sent().iter().find(|m| m.api == "send_msg_on_event") {
+        println!("新访客 进入会话\n  kefu  → {}\n", shown(&w.body));
+    }
+
+    let script: [(&str, &str, &str); 6] = [
+        ("wmDemoVIP", "王女士 (VIP)", "满多少包邮啊？"),
+        ("wmDemoLin", "小林", "我昨天买的卫衣，快递到哪了"),
+        ("wmDemoLin", "小林", "什么时候能发货呀"),
+        ("wmDemoZhao", "赵先生", "收到的杯子是碎的！！"),
+        ("wmDemoZhao", "赵先生", "我要投诉，12315见"),
+        ("wmDemoLin", "小林", "帮我订一张明天去成都的火车票"),
+    ];
+    for (who, name, text) in script {
+        let before = sim.sent().len();
+        let msgid = sim.shopper_writes(KFID, who, text, now_secs());
+        sim.notify(
+            &callback,
+            KFID,
+            &format!("ENCdemo{}", rand::random::<u32>()),
+        )
+        .await;
+        wait_for(&sim, |s| s.len() > before).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        println!("{name}: {text}");
+        for m in sim.sent().iter().skip(before) {
+            if m.api == "send_msg" && m.body["touser"] == who {
+                println!("  kefu  → {}", shown(&m.body));
+            }
+        }
+        let verdict: Option<(String, String, Option<f64>)> = sqlx::query_as(
+            "SELECT status, COALESCE(intent, ''), confidence FROM kf_messages WHERE msgid = $1",
+        )
+        .bind(&msgid)
+        .fetch_optional(state.store.pool())
+        .await
+        .ok()
+        .flatten();
+        if let Some((status, intent, conf)) = verdict {
+            let conf = conf.unwrap_or(0.0);
+            if status == "answered" {
+                println!("  (intent {intent}, confidence {conf:.2}: answered at once)");
+            } else {
+                println!("  (intent {intent}, confidence {conf:.2}: handed to a person — pending pool, marked unresolved)");
+            }
+        }
+        println!();
+    }
+
+    let (answered, unresolved): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'answered' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'unresolved' THEN 1 ELSE 0 END), 0) FROM kf_messages",
+    )
+    .fetch_one(state.store.pool())
+    .await
+    .unwrap_or((0, 0));
+    println!("answered by the bot: {answered}, waiting for a person: {unresolved}");
+    println!("Look around:");
+    println!("  curl http://{addr}/metrics");
+    println!("  echo '退货地址是哪里' | cargo run --release -- classify");
+    println!("  the store: {db} (tables kf_messages, outbox, kf_sessions, inbound_messages)");
+    if once {
+        let _ = stop.send(true);
+        server.abort();
+        return Ok(());
+    }
+    println!("\nkefu keeps running; Ctrl-C to stop.");
+    let result = server.await.context("server task")?;
+    let _ = stop.send(true);
+    result
+}
+
+async fn wait_for(sim: &Simulator, ready: impl Fn(&[crate::simulate::Sent]) -> bool) {
+    let started = Instant::now();
+    while !ready(&sim.sent()) && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
