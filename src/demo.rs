@@ -174,3 +174,49 @@ async fn wait_for(sim: &Simulator, ready: impl Fn(&[crate::simulate::Sent]) -> b
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// `kefu simulate`: the WeCom simulator on its own, for trying a kefu you run yourself.
+/// Prints the `[wecom]` settings that point kefu at it, then turns each stdin line
+/// (`external_userid text`, or just text) into a shopper message and a callback to
+/// `callback`, and prints what kefu sent back.
+pub async fn simulate(listen: std::net::SocketAddr, callback: String) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let crypt = MsgCrypt::new(TOKEN, AES_KEY, CORP_ID).context("simulator credentials")?;
+    let sim = Simulator::new(crypt, SECRET);
+    let base = sim
+        .spawn(
+            TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?,
+        )
+        .await?;
+    println!("WeCom simulator at {base}. Point kefu at it with:\n");
+    println!("[wecom]\ncorp_id = \"{CORP_ID}\"\ntoken = \"{TOKEN}\"\nencoding_aes_key = \"{AES_KEY}\"\nsecret = \"{SECRET}\"\napi_base = \"{base}\"\n");
+    println!("Then type shopper messages (`wmSomeone 我的快递到哪了`, or just the text); callbacks go to {callback}.");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (who, text) = match line.split_once(' ') {
+            Some((w, t)) if w.starts_with("wm") => (w.to_string(), t.to_string()),
+            _ => ("wmShopper".to_string(), line.to_string()),
+        };
+        let before = sim.sent().len();
+        sim.shopper_writes(KFID, &who, &text, now_secs());
+        let statuses = sim
+            .notify(&callback, KFID, &format!("ENCsim{}", rand::random::<u32>()))
+            .await;
+        println!("  callback answered {statuses:?}");
+        wait_for(&sim, |s| s.len() > before).await;
+        for m in sim.sent().iter().skip(before) {
+            println!(
+                "  kefu → {}: {}",
+                m.body["touser"].as_str().unwrap_or("(welcome)"),
+                shown(&m.body)
+            );
+        }
+    }
+    Ok(())
+}

@@ -35,6 +35,15 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run the WeCom simulator alone and play shoppers typed on stdin.
+    Simulate {
+        /// Where the simulator listens.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: std::net::SocketAddr,
+        /// kefu's WeCom callback URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/wecom/callback")]
+        callback: String,
+    },
     /// Classify shopper messages: one per stdin line, one JSON object per stdout line.
     Classify,
     /// Report classifier accuracy over a `text<TAB>intent` file.
@@ -174,6 +183,22 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(kefu::demo::run(config, once)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kefu: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulate { listen, callback } => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("kefu: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(kefu::demo::simulate(listen, callback)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("kefu: {e:#}");

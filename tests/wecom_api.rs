@@ -223,3 +223,39 @@ async fn replicas_on_postgres_share_one_token() {
     }
     assert_eq!(sim.gettoken_calls(), 2);
 }
+
+#[tokio::test]
+async fn answers_slower_than_the_timeout_fail_as_network_errors() {
+    let (sim, base) = simulator().await;
+    let metrics = Arc::new(Metrics::new());
+    let c = WecomClient::new(
+        &base,
+        CORP_ID,
+        SECRET,
+        None,
+        metrics.clone(),
+        Arc::new(SystemClock),
+        RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(5),
+            timeout: Duration::from_millis(100),
+        },
+    );
+    sim.inject(Faults {
+        slow: Duration::from_millis(400),
+        ..Default::default()
+    });
+    let e = c.account_list().await.unwrap_err();
+    assert!(e.to_string().contains("network error: timeout"), "{e}");
+    assert_eq!(
+        metric(
+            &metrics.encode(),
+            "kefu_wecom_calls_total{api=\"gettoken\",outcome=\"network\"}"
+        ),
+        2.0
+    );
+    sim.inject(Faults::default());
+    c.account_list()
+        .await
+        .expect("fine once WeCom is fast again");
+}
