@@ -142,6 +142,24 @@ fn init_logging(format: LogFormat, default: &str) {
     }
 }
 
+/// Run an async command on a fresh runtime and turn its result into the exit code.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kefu: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kefu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let given = cli.config.is_some();
@@ -175,37 +193,9 @@ fn main() -> ExitCode {
         Command::Demo { once } => {
             // The demo's own output tells the story; logs only for problems.
             init_logging(config.log_format, "warn");
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("kefu: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(kefu::demo::run(config, once)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("kefu: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            run_async(kefu::demo::run(config, once))
         }
-        Command::Simulate { listen, callback } => {
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("kefu: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(kefu::demo::simulate(listen, callback)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("kefu: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Simulate { listen, callback } => run_async(kefu::demo::simulate(listen, callback)),
         Command::Classify => match classify_stdin(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -234,20 +224,7 @@ fn main() -> ExitCode {
             check_config: false,
         } => {
             init_logging(config.log_format, "info");
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("kefu: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(kefu::server::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("kefu: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            run_async(kefu::server::run(config))
         }
     }
 }

@@ -1,24 +1,9 @@
 //! The callback endpoints, as WeCom and WeChat use them, on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use common::*;
-
-/// Run one scenario on each backend as its own test.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_stores!(
     wecom_url_verification_answers_the_official_sample,

@@ -1,6 +1,7 @@
 //! WeCom Customer Service end to end through the simulator: a shopper writes, WeCom calls
 //! back, kefu pulls, decides and answers through the outbox — on SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -119,21 +120,6 @@ fn text_of(body: &Value) -> String {
         .or_else(|| body["msgmenu"]["head_content"].as_str())
         .unwrap_or("")
         .to_string()
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::Postgres).await
-            }
-        }
-    )*};
 }
 
 on_both_stores!(

@@ -124,6 +124,28 @@ pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiv
 
 const COLUMNS: usize = 16;
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind one record's COLUMNS values, in the column order of the INSERTs below.
+fn bind_row<'q>(q: AnyQuery<'q>, r: &'q NewInbound) -> AnyQuery<'q> {
+    q.bind(&r.id)
+        .bind(r.channel)
+        .bind(&r.dedup_key)
+        .bind(&r.msg_type)
+        .bind(r.event.as_deref())
+        .bind(r.from_user.as_deref())
+        .bind(&r.to_user)
+        .bind(r.create_time)
+        .bind(r.content.as_deref())
+        .bind(&r.raw_xml)
+        .bind(r.received_at)
+        .bind(r.status.as_str())
+        .bind(r.reply_text.as_deref())
+        .bind(r.intent.as_deref())
+        .bind(r.confidence)
+        .bind(r.reply_id.as_deref())
+}
+
 /// `n` placeholders starting after `offset`: `?` on SQLite (it resolves `$N` names by a
 /// linear search per bind, which makes large batches quadratic), `$N` on PostgreSQL.
 fn placeholders(sql: &mut String, backend: Backend, offset: usize, n: usize) {
@@ -220,23 +242,7 @@ async fn write_batch<'a>(
     sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING");
     let mut q = sqlx::query(&sql);
     for r in &fresh {
-        q = q
-            .bind(&r.id)
-            .bind(r.channel)
-            .bind(&r.dedup_key)
-            .bind(&r.msg_type)
-            .bind(r.event.as_deref())
-            .bind(r.from_user.as_deref())
-            .bind(&r.to_user)
-            .bind(r.create_time)
-            .bind(r.content.as_deref())
-            .bind(&r.raw_xml)
-            .bind(r.received_at)
-            .bind(r.status.as_str())
-            .bind(r.reply_text.as_deref())
-            .bind(r.intent.as_deref())
-            .bind(r.confidence)
-            .bind(r.reply_id.as_deref());
+        q = bind_row(q, r);
     }
     let stored = q.execute(&mut *tx).await?.rows_affected();
     if stored as usize != fresh.len() {
@@ -266,23 +272,7 @@ async fn write_each(
     select.push_str(" AND dedup_key = ");
     placeholders(&mut select, backend, 1, 1);
     for r in recs {
-        let stored = sqlx::query(&insert)
-            .bind(&r.id)
-            .bind(r.channel)
-            .bind(&r.dedup_key)
-            .bind(&r.msg_type)
-            .bind(r.event.as_deref())
-            .bind(r.from_user.as_deref())
-            .bind(&r.to_user)
-            .bind(r.create_time)
-            .bind(r.content.as_deref())
-            .bind(&r.raw_xml)
-            .bind(r.received_at)
-            .bind(r.status.as_str())
-            .bind(r.reply_text.as_deref())
-            .bind(r.intent.as_deref())
-            .bind(r.confidence)
-            .bind(r.reply_id.as_deref())
+        let stored = bind_row(sqlx::query(&insert), r)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -2,6 +2,23 @@
 //! a fresh PostgreSQL database per test) and talk to it like WeCom does.
 #![allow(dead_code)]
 
+/// Run one `async fn scenario(db: Db)` on each backend as its own test.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Db::Postgres).await
+            }
+        }
+    )*};
+}
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
