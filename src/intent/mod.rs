@@ -132,6 +132,7 @@ pub struct Classifier {
     intents: Vec<String>,
     /// Intent index of each reply.
     reply_intent: Vec<u16>,
+    tokenize: tokenizer::TokenizeFn,
     thresholds: Thresholds,
 }
 
@@ -149,6 +150,15 @@ struct QueryTokens {
 impl Classifier {
     /// Build the in-memory index over `library`.
     pub fn build(library: Library, thresholds: Thresholds) -> Result<Classifier, ClassifierError> {
+        Self::build_with(library, thresholds, tokenizer::tokens)
+    }
+
+    /// Build with another tokenizer (over normalised text), for comparing tokenisations.
+    pub fn build_with(
+        library: Library,
+        thresholds: Thresholds,
+        tokenize: tokenizer::TokenizeFn,
+    ) -> Result<Classifier, ClassifierError> {
         let mut schema = Schema::builder();
         let text = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
@@ -164,7 +174,7 @@ impl Classifier {
         let index = Index::create_in_ram(schema.build());
         index
             .tokenizers()
-            .register(TOKENIZER, tokenizer::ZhTokenizer::default());
+            .register(TOKENIZER, tokenizer::ZhTokenizer::new(tokenize));
         let mut writer = index.writer_with_num_threads(1, 15_000_000)?;
 
         let mut intents: Vec<String> = Vec::new();
@@ -190,14 +200,14 @@ impl Classifier {
             let extra = std::iter::once(reply.title.as_str())
                 .chain(reply.keywords.iter().map(String::as_str));
             for text in extra {
-                for t in tokenizer::tokens(&normalize::normalize(text)) {
+                for t in tokenize(&normalize::normalize(text)) {
                     let id = intern(t, &mut vocab);
                     *intent_tf[ii].entry(id).or_default() += 1.0;
                 }
             }
             for q in &reply.questions {
                 let norm = normalize::normalize(q);
-                let mut ids: Vec<u32> = tokenizer::tokens(&norm)
+                let mut ids: Vec<u32> = tokenize(&norm)
                     .into_iter()
                     .map(|t| intern(t, &mut vocab))
                     .collect();
@@ -297,6 +307,7 @@ impl Classifier {
             postings,
             intents,
             reply_intent,
+            tokenize,
             thresholds,
         })
     }
@@ -313,7 +324,7 @@ impl Classifier {
     pub fn classify(&self, text: &str) -> Classification {
         let norm = normalize::normalize(text);
         let rule = rules::trigger(&norm);
-        let query = self.resolve(tokenizer::tokens(&normalize::strip_filler(&norm)));
+        let query = self.resolve((self.tokenize)(&normalize::strip_filler(&norm)));
         let ranked = self.rank(&query);
 
         let suggestions: Vec<Suggestion> = ranked

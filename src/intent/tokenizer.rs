@@ -41,10 +41,29 @@ pub fn tokens(text: &str) -> Vec<String> {
     out
 }
 
+/// A tokenizer over normalised text.
+pub type TokenizeFn = fn(&str) -> Vec<String>;
+
 /// The tantivy tokenizer registered as `kefu_zh`. Text given to the index is normalised first.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ZhTokenizer {
     buf: Vec<Token>,
+    tokenize: TokenizeFn,
+}
+
+impl Default for ZhTokenizer {
+    fn default() -> Self {
+        Self::new(tokens)
+    }
+}
+
+impl ZhTokenizer {
+    pub fn new(tokenize: TokenizeFn) -> Self {
+        ZhTokenizer {
+            buf: Vec::new(),
+            tokenize,
+        }
+    }
 }
 
 pub struct ZhTokenStream<'a> {
@@ -57,7 +76,7 @@ impl Tokenizer for ZhTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> ZhTokenStream<'a> {
         self.buf.clear();
-        for (position, t) in tokens(text).into_iter().enumerate() {
+        for (position, t) in (self.tokenize)(text).into_iter().enumerate() {
             self.buf.push(Token {
                 offset_from: 0,
                 offset_to: 0,
