@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -390,7 +391,6 @@ async fn two_replicas_on_postgres_process_1000_messages_once() {
     use kefu::metrics::Metrics;
     use kefu::store::Store;
     use kefu::wecom::api::{RetryPolicy, WecomClient};
-    use std::sync::Arc;
 
     let (sim, base) = simulator().await;
     let dir = tempfile::tempdir().unwrap();
@@ -490,4 +490,80 @@ async fn two_replicas_on_postgres_process_1000_messages_once() {
         elapsed.as_secs_f64(),
         1000.0 / elapsed.as_secs_f64()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recalled_message_is_not_answered_and_a_failed_delivery_is_recorded() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let svc = kf.app.state.kf.as_ref().unwrap().clone();
+    // The shopper asks, then recalls it before the answer went out.
+    let asked = kf
+        .sim
+        .shopper_writes(KFID, "wmRecall", "我的快递到哪了", now_secs());
+    svc.pull(KFID, Some("ENCr1")).await.unwrap();
+    kf.sim.push_raw(
+        KFID,
+        json!({"send_time": now_secs(), "origin": 4, "msgtype": "event",
+               "event": {"event_type": "user_recall_msg", "open_kfid": KFID, "external_userid": "wmRecall", "recall_msgid": asked}}),
+    );
+    svc.pull(KFID, Some("ENCr2")).await.unwrap();
+    svc.send_due().await.unwrap();
+    assert!(
+        kf.sent_to("wmRecall").is_empty(),
+        "no answer to a recalled message"
+    );
+    assert_eq!(kf.status_of(&asked).await, "recalled");
+
+    // An answer that was sent but not delivered: WeCom reports msg_send_fail.
+    kf.sim
+        .shopper_writes(KFID, "wmFail", "可以开发票吗", now_secs());
+    svc.pull(KFID, Some("ENCf1")).await.unwrap();
+    svc.send_due().await.unwrap();
+    let sent = kf.sent_to("wmFail");
+    assert_eq!(sent.len(), 1);
+    let out_id = sent[0]["msgid"].as_str().unwrap().to_string();
+    kf.sim.push_raw(
+        KFID,
+        json!({"send_time": now_secs(), "origin": 4, "msgtype": "event",
+               "event": {"event_type": "msg_send_fail", "open_kfid": KFID, "external_userid": "wmFail", "fail_msgid": out_id, "fail_type": 13}}),
+    );
+    svc.pull(KFID, Some("ENCf2")).await.unwrap();
+    let (status, err): (String, String) =
+        sqlx::query_as("SELECT status, last_error FROM outbox WHERE id = $1")
+            .bind(&out_id)
+            .fetch_one(kf.app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(err.contains("fail_type 13"), "{err}");
+}
+
+#[tokio::test]
+async fn the_simulator_retries_a_callback_kefu_did_not_take() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // A callback endpoint that fails its first delivery, like kefu with its store down.
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (sim, _) = simulator().await;
+    let statuses = sim
+        .notify(&format!("http://{addr}/cb"), KFID, "ENCretry")
+        .await;
+    assert_eq!(statuses, [503, 200]);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
