@@ -493,7 +493,7 @@ impl KfService {
         source: Option<&str>,
     ) -> Result<(), KfError> {
         let now = self.clock.now_ms();
-        // 26 characters of [0-9a-f]: a valid kf msgid, and the idempotency key of the send.
+        // "kf" + 26 hex digits: a valid kf msgid (≤ 32 of [0-9a-zA-Z_-]) and the send's idempotency key.
         let id = format!("kf{}", &new_id(now)[3..]);
         if api != "service_state_trans" {
             body["msgid"] = json!(id);
