@@ -451,10 +451,7 @@ async fn service_state_get(
     Json(body): Json<Value>,
 ) -> Response {
     gated!(sim, q);
-    let key = (
-        body["open_kfid"].as_str().unwrap_or("").to_string(),
-        body["external_userid"].as_str().unwrap_or("").to_string(),
-    );
+    let key = session_key(&body);
     let (state, servicer) = sim
         .lock()
         .sessions
@@ -462,6 +459,13 @@ async fn service_state_get(
         .cloned()
         .unwrap_or((0, String::new()));
     ok(json!({"service_state": state, "servicer_userid": servicer}))
+}
+
+fn session_key(body: &Value) -> (String, String) {
+    (
+        body["open_kfid"].as_str().unwrap_or("").to_string(),
+        body["external_userid"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 /// Legal session transitions (0 new, 1 bot, 2 pool, 3 agent, 4 ended).
@@ -478,10 +482,7 @@ async fn service_state_trans(
     Json(body): Json<Value>,
 ) -> Response {
     gated!(sim, q);
-    let key = (
-        body["open_kfid"].as_str().unwrap_or("").to_string(),
-        body["external_userid"].as_str().unwrap_or("").to_string(),
-    );
+    let key = session_key(&body);
     let to = body["service_state"].as_u64().unwrap_or(99) as u8;
     let servicer = body["servicer_userid"].as_str().unwrap_or("").to_string();
     let mut g = sim.lock();
