@@ -88,6 +88,7 @@ struct RawCallback {
     timestamp_tolerance_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     ack_text: Option<String>,
+    offline_ack_text: Option<String>,
 }
 
 /// WeCom self-built app / Customer Service settings.
@@ -117,6 +118,9 @@ pub struct CallbackConfig {
     pub max_body_bytes: usize,
     /// Passive reply to an Official Account text message when no canned answer applies.
     pub ack_text: String,
+    /// Acknowledgement sent instead of `ack_text` when a chat is handed over while every
+    /// agent of the kf account is known to be off duty (`servicer_status_change`).
+    pub offline_ack_text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +176,8 @@ pub fn redact_url(url: &str) -> String {
 }
 
 pub const DEFAULT_ACK_TEXT: &str = "您好，消息已收到，客服会尽快为您解答～";
+pub const DEFAULT_OFFLINE_ACK_TEXT: &str =
+    "您好，人工客服暂时不在线，您的消息已记录，客服上线后会第一时间回复您～";
 
 impl Config {
     /// Load from `path` (a missing file is fine only when it is the default path) and the
@@ -274,6 +280,7 @@ fn apply_env(
         cb.max_body_bytes = Some(v as usize);
     }
     set(&mut cb.ack_text, "callback.ack_text");
+    set(&mut cb.offline_ack_text, "callback.offline_ack_text");
 
     let cl = raw.classifier.get_or_insert_with(Default::default);
     for (key, slot) in [
@@ -399,6 +406,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if ack_text.trim().is_empty() {
         return Err(invalid("callback.ack_text", "must not be empty"));
     }
+    let offline_ack_text = cb
+        .offline_ack_text
+        .unwrap_or_else(|| DEFAULT_OFFLINE_ACK_TEXT.into());
+    if offline_ack_text.trim().is_empty() {
+        return Err(invalid("callback.offline_ack_text", "must not be empty"));
+    }
 
     let defaults = crate::intent::Thresholds::default();
     let cl = raw.classifier.unwrap_or_default();
@@ -434,6 +447,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             timestamp_tolerance_secs: cb.timestamp_tolerance_secs.unwrap_or(300),
             max_body_bytes,
             ack_text,
+            offline_ack_text,
         },
     })
 }

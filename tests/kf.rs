@@ -385,7 +385,7 @@ async fn outgoing_messages_refused_for_good_are_listed_for_supervisors() {
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_process_1000_messages_once() {
-    use kefu::channel::kf::KfService;
+    use kefu::channel::kf::{Acks, KfService};
     use kefu::clock::SystemClock;
     use kefu::intent::{SharedClassifier, Thresholds};
     use kefu::metrics::Metrics;
@@ -418,7 +418,7 @@ async fn two_replicas_on_postgres_process_1000_messages_once() {
             Arc::new(client),
             Arc::new(classifier),
             clock,
-            "收到".into(),
+            Acks::new("收到"),
         );
         kf.spawn_workers(Duration::from_millis(100), stopped.clone());
         replicas.push(kf);
@@ -536,6 +536,47 @@ async fn a_recalled_message_is_not_answered_and_a_failed_delivery_is_recorded() 
             .unwrap();
     assert_eq!(status, "failed");
     assert!(err.contains("fail_type 13"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_are_told_when_every_agent_is_off_duty() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let svc = kf.app.state.kf.as_ref().unwrap().clone();
+    let ask = |who: &'static str| {
+        let kf = &kf;
+        let svc = svc.clone();
+        async move {
+            kf.sim.shopper_writes(KFID, who, "我要投诉你们", now_secs());
+            svc.pull(KFID, None).await.unwrap();
+            svc.send_due().await.unwrap();
+            let sent = kf.sent_to(who);
+            assert_eq!(sent.len(), 1, "one acknowledgement to {who}");
+            text_of(&sent[0])
+        }
+    };
+    // Nothing known about the agents: the usual acknowledgement.
+    assert_eq!(ask("wmA").await, "收到啦，客服马上来");
+
+    // Both agents of the account go off duty: shoppers are told nobody is there right now.
+    kf.sim
+        .servicer_status(KFID, "agent_zhang", false, now_secs());
+    kf.sim
+        .servicer_status(KFID, "agent_wang", false, now_secs());
+    svc.pull(KFID, None).await.unwrap();
+    assert_eq!(ask("wmB").await, kefu::config::DEFAULT_OFFLINE_ACK_TEXT);
+
+    // One comes back on duty: the usual acknowledgement again.
+    kf.sim.servicer_status(KFID, "agent_wang", true, now_secs());
+    svc.pull(KFID, None).await.unwrap();
+    assert_eq!(ask("wmC").await, "收到啦，客服马上来");
+    let on_duty: Vec<String> = sqlx::query_scalar(
+        "SELECT servicer_userid FROM kf_servicers WHERE open_kfid = $1 AND status = 1",
+    )
+    .bind(KFID)
+    .fetch_all(kf.app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(on_duty, ["agent_wang"]);
 }
 
 #[tokio::test]

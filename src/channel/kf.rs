@@ -38,6 +38,32 @@ pub enum KfError {
     Db(#[from] sqlx::Error),
 }
 
+/// What a shopper is told when a chat is handed to a person.
+#[derive(Debug, Clone)]
+pub struct Acks {
+    pub ack_text: String,
+    /// Instead of `ack_text` while every known agent of the account is off duty.
+    pub offline_ack_text: String,
+}
+
+impl Acks {
+    pub fn new(ack_text: impl Into<String>) -> Acks {
+        Acks {
+            ack_text: ack_text.into(),
+            offline_ack_text: crate::config::DEFAULT_OFFLINE_ACK_TEXT.into(),
+        }
+    }
+}
+
+impl From<&crate::config::CallbackConfig> for Acks {
+    fn from(c: &crate::config::CallbackConfig) -> Acks {
+        Acks {
+            ack_text: c.ack_text.clone(),
+            offline_ack_text: c.offline_ack_text.clone(),
+        }
+    }
+}
+
 /// What one pull did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PullReport {
@@ -53,6 +79,7 @@ pub struct KfService {
     classifier: Arc<SharedClassifier>,
     clock: SharedClock,
     ack_text: String,
+    offline_ack_text: String,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     outbox_ready: Notify,
     outbox_lock: Mutex<()>,
@@ -74,14 +101,15 @@ impl KfService {
         client: Arc<WecomClient>,
         classifier: Arc<SharedClassifier>,
         clock: SharedClock,
-        ack_text: String,
+        acks: Acks,
     ) -> Arc<KfService> {
         Arc::new(KfService {
             store,
             client,
             classifier,
             clock,
-            ack_text,
+            ack_text: acks.ack_text,
+            offline_ack_text: acks.offline_ack_text,
             locks: Mutex::new(HashMap::new()),
             outbox_ready: Notify::new(),
             outbox_lock: Mutex::new(()),
@@ -366,7 +394,12 @@ impl KfService {
         }
         // Hand over: acknowledge (unless this is old history), queue for a person.
         if fresh {
-            let ack = json!({"touser": p.external_userid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": self.ack_text}});
+            let text = if self.nobody_on_duty(tx, open_kfid).await? {
+                &self.offline_ack_text
+            } else {
+                &self.ack_text
+            };
+            let ack = json!({"touser": p.external_userid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": text}});
             self.enqueue(tx, "send_msg", ack, Some(p.msgid)).await?;
         }
         if state != Some(2) {
@@ -436,8 +469,55 @@ impl KfService {
                     .await?;
                 Ok(())
             }
-            _ => Ok(()), // servicer_status_change and others: recorded
+            "servicer_status_change" => {
+                let servicer = e["servicer_userid"].as_str().unwrap_or("");
+                let status = e["status"].as_i64().unwrap_or(0);
+                if servicer.is_empty() || !(status == 1 || status == 2) {
+                    return Ok(());
+                }
+                // Availability is the agent's, whichever account reported it.
+                sqlx::query(
+                    "UPDATE kf_servicers SET status = $1, updated_at = $2 WHERE servicer_userid = $3",
+                )
+                .bind(status)
+                .bind(self.clock.now_ms())
+                .bind(servicer)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO kf_servicers (open_kfid, servicer_userid, status, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (open_kfid, servicer_userid) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+                )
+                .bind(open_kfid)
+                .bind(servicer)
+                .bind(status)
+                .bind(self.clock.now_ms())
+                .execute(&mut **tx)
+                .await?;
+                tracing::info!(
+                    open_kfid,
+                    servicer,
+                    on_duty = status == 1,
+                    "agent availability changed"
+                );
+                Ok(())
+            }
+            _ => Ok(()), // other events: recorded
         }
+    }
+
+    /// True when agents of `open_kfid` are known and every one of them is off duty.
+    async fn nobody_on_duty(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        open_kfid: &str,
+    ) -> Result<bool, KfError> {
+        let statuses: Vec<i64> =
+            sqlx::query_scalar("SELECT status FROM kf_servicers WHERE open_kfid = $1")
+                .bind(open_kfid)
+                .fetch_all(&mut **tx)
+                .await?;
+        Ok(!statuses.is_empty() && statuses.iter().all(|s| *s != 1))
     }
 
     async fn set_session(

@@ -262,6 +262,24 @@ impl Simulator {
         code
     }
 
+    /// An agent goes on duty (`on_duty`, status 1) or off duty (status 2) in the WeCom client:
+    /// a `servicer_status_change` event in the account's history.
+    pub fn servicer_status(
+        &self,
+        open_kfid: &str,
+        servicer_userid: &str,
+        on_duty: bool,
+        send_time: i64,
+    ) -> String {
+        let status = if on_duty { 1 } else { 2 };
+        self.push_raw(
+            open_kfid,
+            json!({"send_time": send_time, "origin": 4, "msgtype": "event",
+                   "event": {"event_type": "servicer_status_change", "open_kfid": open_kfid,
+                             "servicer_userid": servicer_userid, "status": status, "stop_type": 0}}),
+        )
+    }
+
     /// Post a `kf_msg_or_event` callback to kefu, encrypted and signed, retrying as WeCom
     /// does (up to 3 deliveries) while kefu does not answer 200. Returns the statuses seen.
     pub async fn notify(&self, callback_url: &str, open_kfid: &str, token: &str) -> Vec<u16> {

@@ -72,7 +72,7 @@ impl AppState {
                 Arc::new(client),
                 classifier.clone(),
                 clock.clone(),
-                config.callback.ack_text.clone(),
+                (&config.callback).into(),
             ))
         });
         let mut intake = Intake::new(
