@@ -1,8 +1,8 @@
 //! The inbound-message table and its group-commit writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, StoreError};
@@ -163,67 +163,27 @@ fn placeholders(sql: &mut String, backend: Backend, offset: usize, n: usize) {
     }
 }
 
-/// Store a batch in one transaction: one query finds keys already stored (usually none), one
-/// multi-row `INSERT … ON CONFLICT DO NOTHING` stores the rest. If the insert stored fewer
-/// rows than expected (another replica got there in between), the transaction is rolled
-/// back and the batch is decided row by row.
+/// Store a batch with one statement, which is its own transaction: a multi-row
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING` stores the new records and names them, so the
+/// usual batch (no retries in it) costs one round trip to the database and one commit. Keys it
+/// did not store were stored before (a retry, a replay, or another replica a moment ago: on
+/// PostgreSQL the insert waits for that replica's commit); their earlier reply is read after.
 async fn write_batch<'a>(
     pool: &AnyPool,
     backend: Backend,
     recs: impl Iterator<Item = &'a NewInbound>,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
     let recs: Vec<&NewInbound> = recs.collect();
-    let mut tx = pool.begin().await?;
 
-    // Keys already stored, with the reply given then.
-    let mut existing: HashMap<(String, String), Option<String>> = HashMap::new();
-    for channel in ["wecom", "mp"] {
-        let keys: Vec<&str> = recs
-            .iter()
-            .filter(|r| r.channel == channel)
-            .map(|r| r.dedup_key.as_str())
-            .collect();
-        if keys.is_empty() {
-            continue;
-        }
-        let mut sql =
-            String::from("SELECT dedup_key, reply_text FROM inbound_messages WHERE channel = ");
-        placeholders(&mut sql, backend, 0, 1);
-        sql.push_str(" AND dedup_key IN (");
-        placeholders(&mut sql, backend, 1, keys.len());
-        sql.push(')');
-        let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql).bind(channel);
-        for k in &keys {
-            q = q.bind(*k);
-        }
-        for (key, reply) in q.fetch_all(&mut *tx).await? {
-            existing.insert((channel.to_string(), key), reply);
-        }
-    }
-
-    // Decide each record; the first of several with one key in this batch is the new one.
-    let mut out = Vec::with_capacity(recs.len());
+    // The first of several records with one key in this batch is the candidate; the others
+    // are duplicates of it.
+    let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(recs.len());
     let mut fresh: Vec<&NewInbound> = Vec::with_capacity(recs.len());
-    let mut first_reply: HashMap<(&str, &str), Option<String>> = HashMap::new();
-    for r in &recs {
-        let key = (r.channel.to_string(), r.dedup_key.clone());
-        if let Some(reply) = existing.get(&key) {
-            out.push(Recorded::Duplicate {
-                reply_text: reply.clone(),
-            });
-        } else if let Some(reply) = first_reply.get(&(r.channel, r.dedup_key.as_str())) {
-            out.push(Recorded::Duplicate {
-                reply_text: reply.clone(),
-            });
-        } else {
-            first_reply.insert((r.channel, r.dedup_key.as_str()), r.reply_text.clone());
+    for (i, r) in recs.iter().enumerate() {
+        first.entry((r.channel, r.dedup_key.as_str())).or_insert_with(|| {
             fresh.push(r);
-            out.push(Recorded::New);
-        }
-    }
-    if fresh.is_empty() {
-        tx.commit().await?;
-        return Ok(out);
+            i
+        });
     }
 
     let mut sql = String::with_capacity(200 + fresh.len() * 80);
@@ -239,54 +199,59 @@ async fn write_batch<'a>(
         placeholders(&mut sql, backend, i * COLUMNS, COLUMNS);
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING");
+    sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING channel, dedup_key");
     let mut q = sqlx::query(&sql);
     for r in &fresh {
         q = bind_row(q, r);
     }
-    let stored = q.execute(&mut *tx).await?.rows_affected();
-    if stored as usize != fresh.len() {
-        tx.rollback().await?;
-        return write_each(pool, backend, &recs).await;
+    let mut stored: HashSet<(String, String)> = HashSet::with_capacity(fresh.len());
+    for row in q.fetch_all(pool).await? {
+        stored.insert((row.try_get(0)?, row.try_get(1)?));
     }
-    tx.commit().await?;
-    Ok(out)
-}
 
-/// The slow, exact path: one row at a time, each insert telling whether it stored.
-async fn write_each(
-    pool: &AnyPool,
-    backend: Backend,
-    recs: &[&NewInbound],
-) -> Result<Vec<Recorded>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut out = Vec::with_capacity(recs.len());
-    let mut insert = String::from(
-        "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, from_user, to_user, \
-         create_time, content, raw_xml, received_at, status, reply_text, intent, confidence, reply_id) VALUES (",
-    );
-    placeholders(&mut insert, backend, 0, COLUMNS);
-    insert.push_str(") ON CONFLICT (channel, dedup_key) DO NOTHING");
-    let mut select = String::from("SELECT reply_text FROM inbound_messages WHERE channel = ");
-    placeholders(&mut select, backend, 0, 1);
-    select.push_str(" AND dedup_key = ");
-    placeholders(&mut select, backend, 1, 1);
-    for r in recs {
-        let stored = bind_row(sqlx::query(&insert), r)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if stored == 1 {
-            out.push(Recorded::New);
-        } else {
-            let reply_text: Option<String> = sqlx::query_scalar(&select)
+    // Earlier replies of the keys that were already there (usually none).
+    let mut earlier: HashMap<(&str, &str), Option<String>> = HashMap::new();
+    for r in &fresh {
+        if !stored.contains(&(r.channel.to_string(), r.dedup_key.clone())) {
+            let mut select = String::from("SELECT reply_text FROM inbound_messages WHERE channel = ");
+            placeholders(&mut select, backend, 0, 1);
+            select.push_str(" AND dedup_key = ");
+            placeholders(&mut select, backend, 1, 1);
+            let reply: Option<Option<String>> = sqlx::query_scalar(&select)
                 .bind(r.channel)
                 .bind(&r.dedup_key)
-                .fetch_one(&mut *tx)
+                .fetch_optional(pool)
                 .await?;
-            out.push(Recorded::Duplicate { reply_text });
+            earlier.insert((r.channel, r.dedup_key.as_str()), reply.flatten());
         }
     }
-    tx.commit().await?;
-    Ok(out)
+
+    Ok(recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = (r.channel, r.dedup_key.as_str());
+            match earlier.get(&key) {
+                Some(reply) => Recorded::Duplicate {
+                    reply_text: reply.clone(),
+                },
+                None if first.get(&key) == Some(&i) => Recorded::New,
+                None => Recorded::Duplicate {
+                    reply_text: first_reply(&recs, &first, key),
+                },
+            }
+        })
+        .collect())
+}
+
+/// The reply of the record that came first with `key` in this batch.
+fn first_reply(
+    recs: &[&NewInbound],
+    first: &HashMap<(&str, &str), usize>,
+    key: (&str, &str),
+) -> Option<String> {
+    first
+        .get(&key)
+        .and_then(|i| recs.get(*i))
+        .and_then(|r| r.reply_text.clone())
 }
