@@ -1,6 +1,8 @@
-//! Writes N distinct, validly signed and encrypted Official Account text callbacks, one per
-//! line as `query<TAB>body`, for `bench/load.sh` to replay with wrk.
-//! `cargo run --release --example loadgen -- N OUT_FILE`
+//! Writes N distinct, validly signed and encrypted Official Account callbacks, one per line
+//! as `query<TAB>body`, for `bench/load.sh` to replay with wrk. KIND `text` (the default)
+//! makes shopper questions, which are classified and answered; `image` makes image messages,
+//! which are only recorded (the intake path without the classifier).
+//! `cargo run --release --example loadgen -- N OUT_FILE [KIND]`
 
 use std::io::Write;
 
@@ -17,6 +19,14 @@ fn main() -> std::io::Result<()> {
     let out = args
         .next()
         .unwrap_or_else(|| "bench/out/requests.tsv".into());
+    let image = match args.next().as_deref() {
+        None | Some("text") => false,
+        Some("image") => true,
+        Some(other) => {
+            eprintln!("unknown KIND {other:?}: expected text or image");
+            std::process::exit(2);
+        }
+    };
     let crypt = MsgCrypt::new(TOKEN, KEY, APP_ID).expect("sample key");
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -33,8 +43,13 @@ fn main() -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
     for i in 0..n {
         let q = questions[(i % questions.len() as u64) as usize];
+        let body = if image {
+            format!("<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://mmbiz.qpic.cn/load/{i}.jpg]]></PicUrl><MediaId><![CDATA[media_{i}]]></MediaId>")
+        } else {
+            format!("<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{q}]]></Content>")
+        };
         let xml = format!(
-            "<xml><ToUserName><![CDATA[gh_loadtest]]></ToUserName><FromUserName><![CDATA[oShopper{}]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{q}]]></Content><MsgId>{}</MsgId></xml>",
+            "<xml><ToUserName><![CDATA[gh_loadtest]]></ToUserName><FromUserName><![CDATA[oShopper{}]]></FromUserName><CreateTime>{ts}</CreateTime>{body}<MsgId>{}</MsgId></xml>",
             i % 5000,
             9_000_000_000_000_000u64 + i
         );

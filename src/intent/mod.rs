@@ -14,6 +14,7 @@
 
 pub mod eval;
 pub mod normalize;
+mod retrieval;
 pub mod rules;
 pub mod taxonomy;
 pub mod tokenizer;
@@ -22,10 +23,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
-use tantivy::{doc, Index, IndexReader, ReloadPolicy, Term};
+use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
+use tantivy::{doc, Index, ReloadPolicy};
 
 use crate::library::Library;
 
@@ -110,10 +109,7 @@ enum DocTarget {
 
 pub struct Classifier {
     library: Library,
-    reader: IndexReader,
-    f_q: Field,
-    f_kw: Field,
-    f_ans: Field,
+    retrieval: retrieval::Retrieval,
     /// Per segment, per document id: what the document is. Read once at build time so a
     /// query never opens a fast-field column.
     docs: Vec<Vec<DocTarget>>,
@@ -293,12 +289,13 @@ impl Classifier {
             }
             docs.push(map);
         }
+        let retrieval = retrieval::Retrieval::new(
+            &searcher,
+            &[(f_q, 1.0), (f_kw, KEYWORD_BOOST), (f_ans, ANSWER_BOOST)],
+        )?;
         Ok(Classifier {
             library,
-            reader,
-            f_q,
-            f_kw,
-            f_ans,
+            retrieval,
             docs,
             questions,
             vocab,
@@ -432,28 +429,7 @@ impl Classifier {
                 multi
             }
         };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(selective.len() * 3);
-        for t in selective {
-            for (field, boost) in [
-                (self.f_q, 1.0),
-                (self.f_kw, KEYWORD_BOOST),
-                (self.f_ans, ANSWER_BOOST),
-            ] {
-                let tq = TermQuery::new(
-                    Term::from_field_text(field, t),
-                    IndexRecordOption::WithFreqs,
-                );
-                clauses.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(tq), boost)),
-                ));
-            }
-        }
-        let searcher = self.reader.searcher();
-        let Ok(top) = searcher.search(
-            &BooleanQuery::new(clauses),
-            &TopDocs::with_limit(CANDIDATES),
-        ) else {
+        let Ok(top) = self.retrieval.top(&selective, CANDIDATES) else {
             return ranked;
         };
         let q_norm = q.weight.sqrt().max(1e-6);

@@ -2,7 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, StoreError};
@@ -93,7 +94,19 @@ impl super::Store {
 
 pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<WriteJob>) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut conn: Option<PoolConnection<Any>> = None;
+    let closing = pool.close_event();
+    tokio::pin!(closing);
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => job,
+            // Hand the connection back so `Pool::close` can finish; later jobs get an error.
+            _ = &mut closing, if conn.is_some() => {
+                conn = None;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -101,18 +114,43 @@ pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiv
                 Err(_) => break,
             }
         }
-        match write_batch(&pool, backend, batch.iter().map(|j| &j.rec)).await {
+        // The writer keeps one connection: no pool hand-off or liveness ping per batch, and
+        // its statement cache holds the INSERTs of the usual batch sizes.
+        if conn.is_none() && !pool.is_closed() {
+            match pool.acquire().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "no database connection for the inbound writer");
+                    for job in batch.drain(..) {
+                        let _ = job.done.send(Err(e.to_string()));
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            for job in batch.drain(..) {
+                let _ = job.done.send(Err("the store is shutting down".into()));
+            }
+            continue;
+        };
+        match write_batch(c, backend, batch.iter().map(|j| &j.rec)).await {
             Ok(outcomes) => {
                 for (job, out) in batch.drain(..).zip(outcomes) {
                     let _ = job.done.send(Ok(out));
                 }
             }
             Err(batch_err) => {
-                // One bad record must not fail its neighbours: retry each on its own.
+                // One bad record must not fail its neighbours: retry each on its own, on a
+                // fresh connection in case this one broke.
                 tracing::warn!(error = %batch_err, size = batch.len(), "batch insert failed; retrying one by one");
+                conn = None;
                 for job in batch.drain(..) {
-                    let res = write_batch(&pool, backend, std::iter::once(&job.rec))
-                        .await
+                    let res = match pool.acquire().await {
+                        Ok(mut c) => write_batch(&mut c, backend, std::iter::once(&job.rec)).await,
+                        Err(e) => Err(e),
+                    };
+                    let res = res
                         .map(|mut v| v.pop().unwrap_or(Recorded::New))
                         .map_err(|e| e.to_string());
                     let _ = job.done.send(res);
@@ -169,7 +207,7 @@ fn placeholders(sql: &mut String, backend: Backend, offset: usize, n: usize) {
 /// did not store were stored before (a retry, a replay, or another replica a moment ago: on
 /// PostgreSQL the insert waits for that replica's commit); their earlier reply is read after.
 async fn write_batch<'a>(
-    pool: &AnyPool,
+    db: &mut AnyConnection,
     backend: Backend,
     recs: impl Iterator<Item = &'a NewInbound>,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
@@ -180,10 +218,12 @@ async fn write_batch<'a>(
     let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(recs.len());
     let mut fresh: Vec<&NewInbound> = Vec::with_capacity(recs.len());
     for (i, r) in recs.iter().enumerate() {
-        first.entry((r.channel, r.dedup_key.as_str())).or_insert_with(|| {
-            fresh.push(r);
-            i
-        });
+        first
+            .entry((r.channel, r.dedup_key.as_str()))
+            .or_insert_with(|| {
+                fresh.push(r);
+                i
+            });
     }
 
     let mut sql = String::with_capacity(200 + fresh.len() * 80);
@@ -205,7 +245,7 @@ async fn write_batch<'a>(
         q = bind_row(q, r);
     }
     let mut stored: HashSet<(String, String)> = HashSet::with_capacity(fresh.len());
-    for row in q.fetch_all(pool).await? {
+    for row in q.fetch_all(&mut *db).await? {
         stored.insert((row.try_get(0)?, row.try_get(1)?));
     }
 
@@ -213,14 +253,15 @@ async fn write_batch<'a>(
     let mut earlier: HashMap<(&str, &str), Option<String>> = HashMap::new();
     for r in &fresh {
         if !stored.contains(&(r.channel.to_string(), r.dedup_key.clone())) {
-            let mut select = String::from("SELECT reply_text FROM inbound_messages WHERE channel = ");
+            let mut select =
+                String::from("SELECT reply_text FROM inbound_messages WHERE channel = ");
             placeholders(&mut select, backend, 0, 1);
             select.push_str(" AND dedup_key = ");
             placeholders(&mut select, backend, 1, 1);
             let reply: Option<Option<String>> = sqlx::query_scalar(&select)
                 .bind(r.channel)
                 .bind(&r.dedup_key)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *db)
                 .await?;
             earlier.insert((r.channel, r.dedup_key.as_str()), reply.flatten());
         }
