@@ -71,6 +71,7 @@ struct RawWecom {
     token: Option<String>,
     encoding_aes_key: Option<String>,
     secret: Option<String>,
+    alert_webhook_key: Option<String>,
     api_base: Option<String>,
 }
 
@@ -99,6 +100,9 @@ pub struct WecomConfig {
     pub encoding_aes_key: String,
     pub secret: Option<String>,
     pub api_base: String,
+    /// Key of a WeCom group robot that supervisors are in: outgoing messages that fail for
+    /// good are reported there.
+    pub alert_webhook_key: Option<String>,
 }
 
 /// WeChat Official Account settings.
@@ -234,6 +238,7 @@ fn apply_env(
             "encoding_aes_key",
             "secret",
             "api_base",
+            "alert_webhook_key",
             "app_id",
         ]
         .iter()
@@ -252,6 +257,7 @@ fn apply_env(
         set(&mut w.encoding_aes_key, "wecom.encoding_aes_key");
         set(&mut w.secret, "wecom.secret");
         set(&mut w.api_base, "wecom.api_base");
+        set(&mut w.alert_webhook_key, "wecom.alert_webhook_key");
     }
     if has("mp") {
         raw.mp.get_or_insert_with(Default::default);
@@ -376,6 +382,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 encoding_aes_key,
                 secret: w.secret.filter(|s| !s.trim().is_empty()),
                 api_base,
+                alert_webhook_key: w.alert_webhook_key.filter(|s| !s.trim().is_empty()),
             })
         }
     };

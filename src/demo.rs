@@ -66,6 +66,8 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         encoding_aes_key: AES_KEY.into(),
         secret: Some(SECRET.into()),
         api_base: sim_base.clone(),
+        // The simulator's group robot stands in for the supervisors' chat.
+        alert_webhook_key: Some("demo-supervisors".into()),
     });
     let listen = config.listen;
     let db = crate::config::redact_url(&config.database_url);

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 
 const KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
 const SECRET: &str = "kf-secret";
+/// The supervisors' group robot.
+const ROBOT: &str = "robot-key-supervisors";
 
 struct Kf {
     app: TestApp,
@@ -41,7 +43,7 @@ async fn start_with(
         let mut t = t.replace(
             &format!("encoding_aes_key = \"{AES_KEY}\"\n"),
             &format!(
-                "encoding_aes_key = \"{AES_KEY}\"\nsecret = \"{SECRET}\"\napi_base = \"{base}\"\n"
+                "encoding_aes_key = \"{AES_KEY}\"\nsecret = \"{SECRET}\"\napi_base = \"{base}\"\nalert_webhook_key = \"{ROBOT}\"\n"
             ),
         );
         if let Some(url) = url {
@@ -378,6 +380,20 @@ async fn outgoing_messages_refused_for_good_are_listed_for_supervisors() {
         "{v}"
     );
     assert_eq!(failed[0]["payload"]["touser"], "wmEnded");
+
+    // Supervisors' group robot is told once, with whom and why but not the message text.
+    svc.send_due().await.unwrap();
+    let alerts = kf.sim.webhooks();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let text = alerts[0]["markdown"]["content"].as_str().unwrap();
+    assert!(text.contains("1 条消息发送失败"), "{text}");
+    assert!(text.contains("wmEnded") && text.contains("95018"), "{text}");
+    assert!(
+        !text.contains("快递"),
+        "the shop's answer is not copied into the alert: {text}"
+    );
+    svc.send_due().await.unwrap();
+    assert_eq!(kf.sim.webhooks().len(), 1, "one alert per failure");
 }
 
 /// Two replicas share one PostgreSQL and one WeCom. Callbacks land on either; both pull and
@@ -419,6 +435,7 @@ async fn two_replicas_on_postgres_process_1000_messages_once() {
             Arc::new(classifier),
             clock,
             Acks::new("收到"),
+            None,
         );
         kf.spawn_workers(Duration::from_millis(100), stopped.clone());
         replicas.push(kf);
@@ -536,6 +553,11 @@ async fn a_recalled_message_is_not_answered_and_a_failed_delivery_is_recorded() 
             .unwrap();
     assert_eq!(status, "failed");
     assert!(err.contains("fail_type 13"), "{err}");
+    svc.send_due().await.unwrap();
+    let alerts = kf.sim.webhooks();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let text = alerts[0]["markdown"]["content"].as_str().unwrap();
+    assert!(text.contains("未送达") && text.contains("wmFail"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,27 @@ pub enum KfError {
     Db(#[from] sqlx::Error),
 }
 
+/// One line of a supervisors' alert about a failed outgoing message: whom it was for and why,
+/// never its text.
+fn failure_line(api: &str, body: &Value, error: &str) -> String {
+    let who = body["touser"]
+        .as_str()
+        .or_else(|| body["external_userid"].as_str())
+        .unwrap_or("-");
+    let error: String = error.chars().take(120).collect();
+    format!("{} → {}：{}", plain(api), plain(who), plain(&error))
+}
+
+/// Text safe inside a markdown alert line: no line breaks or markup characters.
+fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
 /// What a shopper is told when a chat is handed to a person.
 #[derive(Debug, Clone)]
 pub struct Acks {
@@ -80,6 +101,8 @@ pub struct KfService {
     clock: SharedClock,
     ack_text: String,
     offline_ack_text: String,
+    /// Group robot for supervisors' alerts (outgoing messages that failed for good).
+    alert_webhook_key: Option<String>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     outbox_ready: Notify,
     outbox_lock: Mutex<()>,
@@ -102,6 +125,7 @@ impl KfService {
         classifier: Arc<SharedClassifier>,
         clock: SharedClock,
         acks: Acks,
+        alert_webhook_key: Option<String>,
     ) -> Arc<KfService> {
         Arc::new(KfService {
             store,
@@ -110,6 +134,7 @@ impl KfService {
             clock,
             ack_text: acks.ack_text,
             offline_ack_text: acks.offline_ack_text,
+            alert_webhook_key,
             locks: Mutex::new(HashMap::new()),
             outbox_ready: Notify::new(),
             outbox_lock: Mutex::new(()),
@@ -454,7 +479,14 @@ impl KfService {
                     .execute(&mut **tx)
                     .await?;
                 tracing::warn!(msgid = failed, "a sent message was not delivered");
-                Ok(())
+                let who = e["external_userid"].as_str().unwrap_or(p.external_userid);
+                let line = format!(
+                    "{} 未送达（fail_type {}，消息 {}）",
+                    plain(who),
+                    e["fail_type"],
+                    plain(failed)
+                );
+                self.alert(tx, "未送达", &[line]).await
             }
             "user_recall_msg" => {
                 let recalled = e["recall_msgid"].as_str().unwrap_or("");
@@ -575,7 +607,7 @@ impl KfService {
         let now = self.clock.now_ms();
         // "kf" + 26 hex digits: a valid kf msgid (≤ 32 of [0-9a-zA-Z_-]) and the send's idempotency key.
         let id = format!("kf{}", &new_id(now)[3..]);
-        if api != "service_state_trans" {
+        if api == "send_msg" || api == "send_msg_on_event" {
             body["msgid"] = json!(id);
         }
         sqlx::query(
@@ -605,6 +637,7 @@ impl KfService {
         .fetch_all(self.store.pool())
         .await?;
         let mut sent = 0;
+        let mut failed_for_good: Vec<String> = Vec::new();
         for (id, api, payload, attempts) in rows {
             let claimed = sqlx::query("UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = $1 AND status = 'pending'")
                 .bind(&id)
@@ -628,6 +661,13 @@ impl KfService {
                         )
                         .await
                 }
+                "webhook_send" => match &self.alert_webhook_key {
+                    Some(key) => self.client.webhook_send(key, &body).await,
+                    None => Err(ApiError::Decode {
+                        api: "outbox",
+                        detail: "no [wecom] alert_webhook_key configured".into(),
+                    }),
+                },
                 other => Err(ApiError::Decode {
                     api: "outbox",
                     detail: format!("unknown api {other}"),
@@ -656,11 +696,47 @@ impl KfService {
                         .await?;
                     if give_up {
                         tracing::error!(outbox_id = %id, error = %e, "outgoing message failed for good; listed for supervisors");
+                        if api != "webhook_send" {
+                            failed_for_good.push(failure_line(&api, &body, &e.to_string()));
+                        }
                     }
                 }
             }
         }
+        if !failed_for_good.is_empty() {
+            let mut tx = self.store.pool().begin().await?;
+            self.alert(&mut tx, "发送失败，已停止重试", &failed_for_good)
+                .await?;
+            tx.commit().await?;
+        }
         Ok(sent)
+    }
+
+    /// Tell supervisors through the group robot, if one is configured. The alert goes through
+    /// the outbox like everything else sent, so it survives restarts and is retried; one alert
+    /// covers a whole pass, which keeps within the robot's 20 messages a minute.
+    async fn alert(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        what: &str,
+        lines: &[String],
+    ) -> Result<(), KfError> {
+        if self.alert_webhook_key.is_none() || lines.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 10;
+        let mut content = format!("**kefu：{} 条消息{what}**\n", lines.len());
+        for line in lines.iter().take(SHOWN) {
+            content.push_str("> ");
+            content.push_str(line);
+            content.push('\n');
+        }
+        if lines.len() > SHOWN {
+            content.push_str(&format!("> 另有 {} 条\n", lines.len() - SHOWN));
+        }
+        content.push_str("详见 GET /api/outbox/failed");
+        let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
+        self.enqueue(tx, "webhook_send", body, None).await
     }
 
     /// Rows left in 'sending' by a crash go back to 'pending' (they are re-sent with the same

@@ -73,6 +73,7 @@ impl AppState {
                 classifier.clone(),
                 clock.clone(),
                 (&config.callback).into(),
+                w.alert_webhook_key.clone(),
             ))
         });
         let mut intake = Intake::new(
