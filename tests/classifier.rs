@@ -94,6 +94,11 @@ menu = ["a.missing"]
 "#,
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "[out_of_scope]\nquestions = [\n  \"明天天气怎么样\",\n  \"快递到哪了\",\n  \" \",\n]\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["replies", "check"])
         .env("KEFU_REPLIES_DIR", dir.path())
@@ -102,18 +107,27 @@ menu = ["a.missing"]
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    let a = dir.path().join("a.toml").display().to_string();
-    for (line, needle) in [
-        (9, "duplicate id `a.one`"),
-        (17, "unknown intent `no_such_intent`"),
-        (19, "undefined template variable `{{free_shipping}}`"),
-        (20, "is under `no_such_intent` here and under `tracking`"),
-        (26, "empty answer in `a.three`"),
-        (30, "contains `最低价`"),
-        (30, "加微信"),
-        (35, "menu refers to unknown reply id `a.missing`"),
+    for (file, line, needle) in [
+        ("a.toml", 9, "duplicate id `a.one`"),
+        ("a.toml", 17, "unknown intent `no_such_intent`"),
+        (
+            "a.toml",
+            19,
+            "undefined template variable `{{free_shipping}}`",
+        ),
+        (
+            "a.toml",
+            20,
+            "is under `no_such_intent` here and under `tracking`",
+        ),
+        ("a.toml", 26, "empty answer in `a.three`"),
+        ("a.toml", 30, "contains `最低价`"),
+        ("a.toml", 30, "加微信"),
+        ("a.toml", 35, "menu refers to unknown reply id `a.missing`"),
+        ("b.toml", 4, "is out of scope here and under `tracking`"),
+        ("b.toml", 5, "empty out-of-scope question"),
     ] {
-        let want = format!("{a}:{line}: ");
+        let want = format!("{}:{line}: ", dir.path().join(file).display());
         assert!(
             text.lines()
                 .any(|l| l.starts_with(&want) && l.contains(needle)),
@@ -402,4 +416,33 @@ fn held_out_messages_are_classified_as_well() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/holdout.tsv"),
         0.9,
     );
+}
+
+/// Requests that are not for the shop at all, worded unlike the out-of-scope samples, are
+/// `unknown` (a person sees them) even when they share a shop word or two; shop questions
+/// next to them are still recognised.
+#[test]
+fn off_topic_requests_are_unknown_and_shop_questions_are_not() {
+    let library = kefu::library::load(Path::new(&replies_dir())).unwrap();
+    assert!(library.out_of_scope().len() >= 100);
+    let c = kefu::intent::Classifier::build(library, kefu::intent::Thresholds::default()).unwrap();
+    for text in [
+        "帮我查一下高铁票",
+        "你们公司招客服吗",
+        "推荐一款好玩的手机游戏",
+        "电脑开机就蓝屏",
+        "打印机怎么连手机",
+        "你们老板叫什么",
+    ] {
+        let got = c.classify(text);
+        assert_eq!(got.intent, "unknown", "{text}: {got:?}");
+        assert!(got.handoff && !got.auto_answer(), "{text}");
+    }
+    for (text, intent) in [
+        ("帮我查一下快递到哪了", "tracking"),
+        ("这款手机壳有没有黑色的", "stock"),
+        ("电脑包可以开发票吗", "invoice"),
+    ] {
+        assert_eq!(c.classify(text).intent, intent, "{text}");
+    }
 }

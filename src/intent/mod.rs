@@ -7,7 +7,9 @@
 //! 3. Scoring: each candidate question is compared with the message by IDF-weighted token
 //!    overlap in both directions; an intent's score is its best candidate's. The confidence
 //!    combines that similarity with the margin over the next intent, and `unknown` is the
-//!    answer when nothing is similar enough.
+//!    answer when nothing is similar enough, or when the message is closer to one of the
+//!    library's out-of-scope samples (`[out_of_scope]`: weather, stocks, other platforms…)
+//!    than to any sample question of a reply.
 //!
 //! The classifier is immutable; reloading builds a new one and swaps it in (see
 //! [`Classifier::build`]), so requests never wait for a rebuild.
@@ -33,6 +35,12 @@ const TOKENIZER: &str = "kefu_zh";
 const CANDIDATES: usize = 48;
 const KEYWORD_BOOST: f32 = 0.7;
 const ANSWER_BOOST: f32 = 0.15;
+/// `QuestionDoc::reply` of an out-of-scope sample.
+const OUT_OF_SCOPE: u32 = u32::MAX;
+/// An out-of-scope sample decides `unknown` only when it is at least this similar to the
+/// message (and more similar than every sample question of a reply).
+const OUT_OF_SCOPE_MIN: f32 = 0.25;
+
 /// Share of the nearest sample question in an intent's score; the rest is the intent centroid.
 const KNN_WEIGHT: f32 = 0.3;
 
@@ -235,6 +243,26 @@ impl Classifier {
                 f_reply => ri as u64,
             ))?;
         }
+        // Out-of-scope samples: question documents of no reply.
+        for q in library.out_of_scope() {
+            let norm = normalize::normalize(q);
+            let mut ids: Vec<u32> = tokenize(&norm)
+                .into_iter()
+                .map(|t| intern(t, &mut vocab))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            writer.add_document(doc!(
+                f_q => norm,
+                f_target => questions.len() as u64 + 1,
+                f_reply => 0u64,
+            ))?;
+            questions.push(QuestionDoc {
+                reply: OUT_OF_SCOPE,
+                tokens: ids,
+                weight: 0.0,
+            });
+        }
         writer.commit()?;
 
         let n_intents = intents.len().max(1) as f32;
@@ -358,8 +386,11 @@ impl Classifier {
             };
         }
 
+        let off_topic = ranked.out_of_scope >= OUT_OF_SCOPE_MIN
+            && ranked.out_of_scope > ranked.nearest_question;
         let best = ranked
             .best
+            .filter(|_| !off_topic)
             .map(|(ii, score, ri)| (ii, calibrate(score, ranked.coverage), ri));
         match best {
             Some((ii, confidence, ri)) if confidence >= self.thresholds.unknown_below => {
@@ -449,7 +480,9 @@ impl Classifier {
                 // Title/keyword/answer document: a weaker, BM25-relative signal.
                 DocTarget::Reply(ri) => (ri as usize, 0.3 * bm25 / best_bm25),
                 DocTarget::Question(qi) => {
-                    let qd = &self.questions[qi as usize];
+                    let Some(qd) = self.questions.get(qi as usize) else {
+                        continue;
+                    };
                     let shared: f32 = qd
                         .tokens
                         .iter()
@@ -462,6 +495,11 @@ impl Classifier {
                         // Cosine of IDF-weighted token sets.
                         shared / (q_norm * qd.weight.sqrt().max(1e-6))
                     };
+                    if qd.reply == OUT_OF_SCOPE {
+                        ranked.out_of_scope = ranked.out_of_scope.max(sim);
+                        continue;
+                    }
+                    ranked.nearest_question = ranked.nearest_question.max(sim);
                     (qd.reply as usize, sim)
                 }
             };
@@ -537,6 +575,9 @@ struct Ranked {
     best: Option<(usize, f32, usize)>,
     /// Share of the message's IDF mass the best intent's vocabulary contains.
     coverage: f32,
+    /// Similarity of the nearest sample question of a reply, and of an out-of-scope sample.
+    nearest_question: f32,
+    out_of_scope: f32,
 }
 
 /// Confidence in 0..1 from the best intent's similarity and how much of the message that

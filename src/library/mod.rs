@@ -70,6 +70,7 @@ pub struct Reply {
 #[derive(Debug, Clone, Default)]
 pub struct Library {
     replies: Vec<Reply>,
+    out_of_scope: Vec<String>,
     by_id: HashMap<String, usize>,
     shop: BTreeMap<String, String>,
 }
@@ -77,6 +78,11 @@ pub struct Library {
 impl Library {
     pub fn replies(&self) -> &[Reply] {
         &self.replies
+    }
+
+    /// Sample messages that no reply should answer.
+    pub fn out_of_scope(&self) -> &[String] {
+        &self.out_of_scope
     }
 
     pub fn get(&self, id: &str) -> Option<&Reply> {
@@ -113,6 +119,16 @@ impl Library {
 struct RawFile {
     #[serde(default)]
     reply: Vec<RawReply>,
+    out_of_scope: Option<RawOutOfScope>,
+}
+
+/// Messages that are not for the shop at all (general knowledge, other services, chit-chat
+/// about the bot): the classifier answers `unknown` when a message is closer to one of these
+/// than to any sample question.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutOfScope {
+    questions: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +163,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Load and validate the library in `dir`. Returns the library when there are no errors.
+/// How out-of-scope samples are named in diagnostics.
+const OUT_OF_SCOPE: &str = "out_of_scope";
+
 pub fn load(dir: &Path) -> Result<Library, LibraryError> {
     let (lib, diags) = load_with_diagnostics(dir)?;
     if diags.is_empty() {
@@ -231,6 +250,34 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
                 continue;
             }
         };
+        for q in raw.out_of_scope.iter().flat_map(|o| &o.questions) {
+            let norm = crate::intent::normalize::normalize(q.get_ref());
+            let line = line_of(&text, q.span().start);
+            if norm.trim().is_empty() {
+                diags.push(Diagnostic {
+                    file: file.clone(),
+                    line,
+                    message: "empty out-of-scope question".into(),
+                });
+                continue;
+            }
+            match questions_seen.get(&norm) {
+                Some((other, f, l)) if other != OUT_OF_SCOPE => diags.push(Diagnostic {
+                    file: file.clone(),
+                    line,
+                    message: format!(
+                        "question {:?} is out of scope here and under `{other}` at {}:{l}",
+                        q.get_ref(),
+                        f.display()
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    questions_seen.insert(norm, (OUT_OF_SCOPE.into(), file.clone(), line));
+                }
+            }
+            lib.out_of_scope.push(q.get_ref().trim().to_string());
+        }
         for r in raw.reply {
             let line = line_of(&text, r.id.span().start);
             let mut diag = |span_start: usize, message: String| {
