@@ -478,7 +478,7 @@ impl KfService {
                     .bind(failed)
                     .execute(&mut **tx)
                     .await?;
-                tracing::warn!(msgid = failed, "a sent message was not delivered");
+                tracing::warn!(msgid = ?failed, "a sent message was not delivered");
                 let who = e["external_userid"].as_str().unwrap_or(p.external_userid);
                 let line = format!(
                     "{} 未送达（fail_type {}，消息 {}）",
@@ -526,9 +526,10 @@ impl KfService {
                 .bind(self.clock.now_ms())
                 .execute(&mut **tx)
                 .await?;
+                // Debug formatting escapes whatever the ids contain.
                 tracing::info!(
-                    open_kfid,
-                    servicer,
+                    ?open_kfid,
+                    ?servicer,
                     on_duty = status == 1,
                     "agent availability changed"
                 );
