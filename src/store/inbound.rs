@@ -1,9 +1,9 @@
 //! The inbound-message table and its group-commit writer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, StoreError};
@@ -202,10 +202,10 @@ fn placeholders(sql: &mut String, backend: Backend, offset: usize, n: usize) {
 }
 
 /// Store a batch with one statement, which is its own transaction: a multi-row
-/// `INSERT … ON CONFLICT DO NOTHING RETURNING` stores the new records and names them, so the
-/// usual batch (no retries in it) costs one round trip to the database and one commit. Keys it
-/// did not store were stored before (a retry, a replay, or another replica a moment ago: on
-/// PostgreSQL the insert waits for that replica's commit); their earlier reply is read after.
+/// `INSERT … ON CONFLICT DO NOTHING`, so the usual batch (no retries in it) costs one round
+/// trip to the database and one commit. Keys it did not store were stored before (a retry, a
+/// replay, or another replica a moment ago: on PostgreSQL the insert waits for that replica's
+/// commit); their earlier reply is read after.
 async fn write_batch<'a>(
     db: &mut AnyConnection,
     backend: Backend,
@@ -239,31 +239,40 @@ async fn write_batch<'a>(
         placeholders(&mut sql, backend, i * COLUMNS, COLUMNS);
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING channel, dedup_key");
+    sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING");
     let mut q = sqlx::query(&sql);
     for r in &fresh {
         q = bind_row(q, r);
     }
-    let mut stored: HashSet<(String, String)> = HashSet::with_capacity(fresh.len());
-    for row in q.fetch_all(&mut *db).await? {
-        stored.insert((row.try_get(0)?, row.try_get(1)?));
-    }
+    let stored = q.execute(&mut *db).await?.rows_affected();
 
-    // Earlier replies of the keys that were already there (usually none).
+    // Usually every record was new. Otherwise each key's stored row says which: it carries
+    // this record's id if the insert above stored it, and the earlier reply if not.
     let mut earlier: HashMap<(&str, &str), Option<String>> = HashMap::new();
-    for r in &fresh {
-        if !stored.contains(&(r.channel.to_string(), r.dedup_key.clone())) {
-            let mut select =
-                String::from("SELECT reply_text FROM inbound_messages WHERE channel = ");
-            placeholders(&mut select, backend, 0, 1);
-            select.push_str(" AND dedup_key = ");
-            placeholders(&mut select, backend, 1, 1);
-            let reply: Option<Option<String>> = sqlx::query_scalar(&select)
+    if stored as usize != fresh.len() {
+        let mut select =
+            String::from("SELECT id, reply_text FROM inbound_messages WHERE channel = ");
+        placeholders(&mut select, backend, 0, 1);
+        select.push_str(" AND dedup_key = ");
+        placeholders(&mut select, backend, 1, 1);
+        for r in &fresh {
+            let row: Option<(String, Option<String>)> = sqlx::query_as(&select)
                 .bind(r.channel)
                 .bind(&r.dedup_key)
                 .fetch_optional(&mut *db)
                 .await?;
-            earlier.insert((r.channel, r.dedup_key.as_str()), reply.flatten());
+            match row {
+                Some((id, _)) if id == r.id => {}
+                Some((_, reply)) => {
+                    earlier.insert((r.channel, r.dedup_key.as_str()), reply);
+                }
+                None => {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "inbound message {} neither stored nor found",
+                        r.id
+                    )))
+                }
+            }
         }
     }
 
