@@ -526,6 +526,40 @@ mod tests {
     }
 
     #[test]
+    fn alert_robot_and_off_duty_text_come_from_file_or_env() {
+        let base = format!(
+            "[wecom]\ncorp_id=\"ww\"\ntoken=\"t\"\nencoding_aes_key=\"{KEY}\"\nalert_webhook_key=\"robot-in-file\"\n"
+        );
+        let c = load(&base, &[]).unwrap();
+        assert_eq!(
+            c.wecom.as_ref().unwrap().alert_webhook_key.as_deref(),
+            Some("robot-in-file")
+        );
+        assert_eq!(c.callback.offline_ack_text, DEFAULT_OFFLINE_ACK_TEXT);
+        let c = load(
+            &base,
+            &[
+                ("KEFU_WECOM_ALERT_WEBHOOK_KEY", "robot-from-env"),
+                ("KEFU_CALLBACK_OFFLINE_ACK_TEXT", "今天休息，明早回复您"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.wecom.as_ref().unwrap().alert_webhook_key.as_deref(),
+            Some("robot-from-env")
+        );
+        assert_eq!(c.callback.offline_ack_text, "今天休息，明早回复您");
+        assert!(
+            !format!("{c:?}").contains("robot-from-env"),
+            "the robot key is a secret"
+        );
+        let err = load(&base, &[("KEFU_CALLBACK_OFFLINE_ACK_TEXT", "  ")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("callback.offline_ack_text"), "{err}");
+    }
+
+    #[test]
     fn bad_aes_key_names_the_key_and_env_var() {
         let err = load(
             "[wecom]\ncorp_id=\"ww\"\ntoken=\"t\"\nencoding_aes_key=\"tooshort\"\n",
