@@ -508,11 +508,12 @@ impl KfService {
                     return Ok(());
                 }
                 // Availability is the agent's, whichever account reported it.
+                let now = self.clock.now_ms();
                 sqlx::query(
                     "UPDATE kf_servicers SET status = $1, updated_at = $2 WHERE servicer_userid = $3",
                 )
                 .bind(status)
-                .bind(self.clock.now_ms())
+                .bind(now)
                 .bind(servicer)
                 .execute(&mut **tx)
                 .await?;
@@ -523,7 +524,7 @@ impl KfService {
                 .bind(open_kfid)
                 .bind(servicer)
                 .bind(status)
-                .bind(self.clock.now_ms())
+                .bind(now)
                 .execute(&mut **tx)
                 .await?;
                 // Debug formatting escapes whatever the ids contain.

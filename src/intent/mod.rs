@@ -184,10 +184,6 @@ impl Classifier {
         let mut intents: Vec<String> = Vec::new();
         let mut reply_intent: Vec<u16> = Vec::with_capacity(library.replies().len());
         let mut vocab: HashMap<String, u32> = HashMap::new();
-        let intern = |t: String, vocab: &mut HashMap<String, u32>| -> u32 {
-            let next = vocab.len() as u32;
-            *vocab.entry(t).or_insert(next)
-        };
         let mut questions: Vec<QuestionDoc> = Vec::new();
         // intent index -> token id -> count
         let mut intent_tf: Vec<HashMap<u32, f32>> = Vec::new();
@@ -211,12 +207,7 @@ impl Classifier {
             }
             for q in &reply.questions {
                 let norm = normalize::normalize(q);
-                let mut ids: Vec<u32> = tokenize(&norm)
-                    .into_iter()
-                    .map(|t| intern(t, &mut vocab))
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
+                let ids = token_ids(tokenize(&norm), &mut vocab);
                 for id in &ids {
                     *intent_tf[ii].entry(*id).or_default() += 1.0;
                 }
@@ -246,12 +237,7 @@ impl Classifier {
         // Out-of-scope samples: question documents of no reply.
         for q in library.out_of_scope() {
             let norm = normalize::normalize(q);
-            let mut ids: Vec<u32> = tokenize(&norm)
-                .into_iter()
-                .map(|t| intern(t, &mut vocab))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
+            let ids = token_ids(tokenize(&norm), &mut vocab);
             writer.add_document(doc!(
                 f_q => norm,
                 f_target => questions.len() as u64 + 1,
@@ -578,6 +564,20 @@ struct Ranked {
     /// Similarity of the nearest sample question of a reply, and of an out-of-scope sample.
     nearest_question: f32,
     out_of_scope: f32,
+}
+
+/// The id of token `t`, added to `vocab` if new.
+fn intern(t: String, vocab: &mut HashMap<String, u32>) -> u32 {
+    let next = vocab.len() as u32;
+    *vocab.entry(t).or_insert(next)
+}
+
+/// Ids of `tokens`, sorted and unique (a sample question's token set).
+fn token_ids(tokens: Vec<String>, vocab: &mut HashMap<String, u32>) -> Vec<u32> {
+    let mut ids: Vec<u32> = tokens.into_iter().map(|t| intern(t, vocab)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Confidence in 0..1 from the best intent's similarity and how much of the message that

@@ -166,6 +166,33 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// How out-of-scope samples are named in diagnostics.
 const OUT_OF_SCOPE: &str = "out_of_scope";
 
+/// Where each sample question (normalised) first appeared, and whose it is: an intent, or
+/// [`OUT_OF_SCOPE`].
+#[derive(Default)]
+struct QuestionsSeen(HashMap<String, (String, PathBuf, usize)>);
+
+impl QuestionsSeen {
+    /// Record `norm` as `owner`'s. If it first appeared under another owner, that owner and
+    /// where.
+    fn claim(
+        &mut self,
+        norm: String,
+        owner: &str,
+        file: &Path,
+        line: usize,
+    ) -> Option<(String, PathBuf, usize)> {
+        match self.0.get(&norm) {
+            Some(first) if first.0 != owner => Some(first.clone()),
+            Some(_) => None,
+            None => {
+                self.0
+                    .insert(norm, (owner.to_string(), file.to_path_buf(), line));
+                None
+            }
+        }
+    }
+}
+
 pub fn load(dir: &Path) -> Result<Library, LibraryError> {
     let (lib, diags) = load_with_diagnostics(dir)?;
     if diags.is_empty() {
@@ -227,7 +254,7 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
     }
 
     // question text (normalised) -> (intent, file, line) of its first appearance
-    let mut questions_seen: HashMap<String, (String, PathBuf, usize)> = HashMap::new();
+    let mut questions_seen = QuestionsSeen::default();
     let mut pending_menus: Vec<(PathBuf, usize, String)> = Vec::new();
     let lexicon = Lexicon::builtin();
 
@@ -261,8 +288,8 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
                 });
                 continue;
             }
-            match questions_seen.get(&norm) {
-                Some((other, f, l)) if other != OUT_OF_SCOPE => diags.push(Diagnostic {
+            if let Some((other, f, l)) = questions_seen.claim(norm, OUT_OF_SCOPE, file, line) {
+                diags.push(Diagnostic {
                     file: file.clone(),
                     line,
                     message: format!(
@@ -270,11 +297,7 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
                         q.get_ref(),
                         f.display()
                     ),
-                }),
-                Some(_) => {}
-                None => {
-                    questions_seen.insert(norm, (OUT_OF_SCOPE.into(), file.clone(), line));
-                }
+                });
             }
             lib.out_of_scope.push(q.get_ref().trim().to_string());
         }
@@ -350,19 +373,17 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
                     diag(q.span().start, format!("empty question in `{id}`"));
                     continue;
                 }
-                match questions_seen.get(&norm) {
-                    Some((other_intent, f, l)) if *other_intent != intent => diag(
+                let line = line_of(&text, q.span().start);
+                if let Some((other_intent, f, l)) = questions_seen.claim(norm, &intent, file, line)
+                {
+                    diag(
                         q.span().start,
                         format!(
                             "question {:?} is under `{intent}` here and under `{other_intent}` at {}:{l}",
                             q.get_ref(),
                             f.display()
                         ),
-                    ),
-                    Some(_) => {}
-                    None => {
-                        questions_seen.insert(norm, (intent.clone(), file.clone(), line_of(&text, q.span().start)));
-                    }
+                    );
                 }
                 questions.push(q.get_ref().trim().to_string());
             }
