@@ -1,6 +1,7 @@
 //! The inbound-message table and its group-commit writer.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
@@ -67,12 +68,49 @@ pub(super) struct WriteJob {
     done: oneshot::Sender<Result<Recorded, String>>,
 }
 
+/// What the writer is asked to do.
+// `Close` comes once per process; boxing `Write` would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum WriterMsg {
+    Write(WriteJob),
+    /// Store what is queued, let go of the database, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// Take the queued jobs after `first` into `batch`, up to [`MAX_BATCH`]; on a close request,
+/// stop taking new jobs and take all that were queued before it. Returns that request.
+fn fill_batch(
+    first: WriterMsg,
+    rx: &mut mpsc::Receiver<WriterMsg>,
+    batch: &mut Vec<WriteJob>,
+) -> Option<oneshot::Sender<()>> {
+    let mut close = None;
+    let mut next = Some(first);
+    while let Some(msg) = next.take() {
+        match msg {
+            WriterMsg::Write(job) => batch.push(job),
+            WriterMsg::Close(ack) => {
+                if close.is_none() {
+                    rx.close();
+                }
+                // A second close request is answered with the first.
+                close.get_or_insert(ack);
+            }
+        }
+        if close.is_none() && batch.len() >= MAX_BATCH {
+            break;
+        }
+        next = rx.try_recv().ok();
+    }
+    close
+}
+
 impl super::Store {
     /// Store a callback message durably, or report that it was stored before.
     pub async fn record_inbound(&self, rec: NewInbound) -> Result<Recorded, StoreError> {
         let (done, wait) = oneshot::channel();
         self.writer
-            .send(WriteJob { rec, done })
+            .send(WriterMsg::Write(WriteJob { rec, done }))
             .await
             .map_err(|_| StoreError::Closed)?;
         match wait.await {
@@ -92,14 +130,134 @@ impl super::Store {
     }
 }
 
-pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<WriteJob>) {
+/// The inbound writer on SQLite: a thread of its own that owns one connection and stores
+/// each batch in one transaction, statement by statement, so a batch costs no hand-off
+/// between threads beyond receiving it and answering it.
+pub(super) fn spawn_sqlite_writer(
+    path: &Path,
+    rx: mpsc::Receiver<WriterMsg>,
+) -> Result<(), StoreError> {
+    let conn = open_sqlite_writer(path)?;
+    std::thread::Builder::new()
+        .name("kefu-inbound-writer".into())
+        .spawn(move || sqlite_writer(conn, rx))
+        .map_err(|e| StoreError::Writer(e.to_string()))?;
+    Ok(())
+}
+
+fn open_sqlite_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|c| {
+        // FULL: the commit is on disk before any request of the batch is answered.
+        let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode is {mode}, not wal"
+            )));
+        }
+        c.pragma_update(None, "synchronous", "FULL")?;
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(c)
+    })
+    .map_err(|e| StoreError::Writer(format!("{}: {e}", path.display())))?;
+    Ok(conn)
+}
+
+fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<WriterMsg>) {
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        let close = fill_batch(first, &mut rx, &mut batch);
+        if !batch.is_empty() {
+            let outcomes = match store_batch_sqlite(&mut conn, &batch) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, size = batch.len(), "storing inbound messages failed");
+                    batch.iter().map(|_| Err(e.to_string())).collect()
+                }
+            };
+            for (job, out) in batch.drain(..).zip(outcomes) {
+                let _ = job.done.send(out);
+            }
+        }
+        if let Some(ack) = close {
+            drop(conn);
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+const INSERT_SQLITE: &str =
+    "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, \
+     from_user, to_user, create_time, content, raw_xml, received_at, status, reply_text, intent, \
+     confidence, reply_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+     ?15, ?16) ON CONFLICT (channel, dedup_key) DO NOTHING";
+
+const EARLIER_SQLITE: &str =
+    "SELECT reply_text FROM inbound_messages WHERE channel = ?1 AND dedup_key = ?2";
+
+/// One transaction for the batch. A record that fails on its own (its statement is undone)
+/// gets its own error and the others are still stored; a failure that ends the transaction
+/// fails the whole batch, and then nothing of it was stored.
+fn store_batch_sqlite(
+    conn: &mut rusqlite::Connection,
+    jobs: &[WriteJob],
+) -> rusqlite::Result<Vec<Result<Recorded, String>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(jobs.len());
+    {
+        let mut insert = tx.prepare_cached(INSERT_SQLITE)?;
+        let mut earlier = tx.prepare_cached(EARLIER_SQLITE)?;
+        for job in jobs {
+            let r = &job.rec;
+            let inserted = insert.execute(rusqlite::params![
+                r.id,
+                r.channel,
+                r.dedup_key,
+                r.msg_type,
+                r.event,
+                r.from_user,
+                r.to_user,
+                r.create_time,
+                r.content,
+                r.raw_xml,
+                r.received_at,
+                r.status.as_str(),
+                r.reply_text,
+                r.intent,
+                r.confidence,
+                r.reply_id,
+            ]);
+            let res = match inserted {
+                Ok(1) => Ok(Recorded::New),
+                // Stored before, maybe earlier in this very batch: give its reply again.
+                Ok(_) => earlier
+                    .query_row((r.channel, &r.dedup_key), |row| row.get(0))
+                    .map(|reply_text| Recorded::Duplicate { reply_text })
+                    .map_err(|e| e.to_string()),
+                Err(e) if tx.is_autocommit() => return Err(e),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(res);
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The inbound writer on PostgreSQL (and in-memory SQLite): a task that stores each batch
+/// with one statement through the pool.
+pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<WriterMsg>) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     let mut conn: Option<PoolConnection<Any>> = None;
     let closing = pool.close_event();
     tokio::pin!(closing);
     loop {
         let first = tokio::select! {
-            job = rx.recv() => job,
+            msg = rx.recv() => msg,
             // Hand the connection back so `Pool::close` can finish; later jobs get an error.
             _ = &mut closing, if conn.is_some() => {
                 conn = None;
@@ -107,55 +265,67 @@ pub(super) async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiv
             }
         };
         let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+        let close = fill_batch(first, &mut rx, &mut batch);
+        if !batch.is_empty() {
+            conn = write_pooled(&pool, backend, conn, &mut batch).await;
         }
-        // The writer keeps one connection: no pool hand-off or liveness ping per batch, and
-        // its statement cache holds the INSERTs of the usual batch sizes.
-        if conn.is_none() && !pool.is_closed() {
-            match pool.acquire().await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "no database connection for the inbound writer");
-                    for job in batch.drain(..) {
-                        let _ = job.done.send(Err(e.to_string()));
-                    }
-                    continue;
-                }
-            }
+        if let Some(ack) = close {
+            drop(conn);
+            let _ = ack.send(());
+            return;
         }
-        let Some(c) = conn.as_mut() else {
-            for job in batch.drain(..) {
-                let _ = job.done.send(Err("the store is shutting down".into()));
-            }
-            continue;
-        };
-        match write_batch(c, backend, batch.iter().map(|j| &j.rec)).await {
-            Ok(outcomes) => {
-                for (job, out) in batch.drain(..).zip(outcomes) {
-                    let _ = job.done.send(Ok(out));
-                }
-            }
-            Err(batch_err) => {
-                // One bad record must not fail its neighbours: retry each on its own, on a
-                // fresh connection in case this one broke.
-                tracing::warn!(error = %batch_err, size = batch.len(), "batch insert failed; retrying one by one");
-                conn = None;
+    }
+}
+
+/// Store `batch` on the writer's connection (acquired if it has none) and answer each job.
+async fn write_pooled(
+    pool: &AnyPool,
+    backend: Backend,
+    mut conn: Option<PoolConnection<Any>>,
+    batch: &mut Vec<WriteJob>,
+) -> Option<PoolConnection<Any>> {
+    // The writer keeps one connection: no pool hand-off or liveness ping per batch, and
+    // its statement cache holds the INSERTs of the usual batch sizes.
+    if conn.is_none() && !pool.is_closed() {
+        match pool.acquire().await {
+            Ok(c) => conn = Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "no database connection for the inbound writer");
                 for job in batch.drain(..) {
-                    let res = match pool.acquire().await {
-                        Ok(mut c) => write_batch(&mut c, backend, std::iter::once(&job.rec)).await,
-                        Err(e) => Err(e),
-                    };
-                    let res = res
-                        .map(|mut v| v.pop().unwrap_or(Recorded::New))
-                        .map_err(|e| e.to_string());
-                    let _ = job.done.send(res);
+                    let _ = job.done.send(Err(e.to_string()));
                 }
+                return None;
             }
+        }
+    }
+    let Some(c) = conn.as_mut() else {
+        for job in batch.drain(..) {
+            let _ = job.done.send(Err("the store is shutting down".into()));
+        }
+        return None;
+    };
+    match write_batch(c, backend, batch.iter().map(|j| &j.rec)).await {
+        Ok(outcomes) => {
+            for (job, out) in batch.drain(..).zip(outcomes) {
+                let _ = job.done.send(Ok(out));
+            }
+            conn
+        }
+        Err(batch_err) => {
+            // One bad record must not fail its neighbours: retry each on its own, on a
+            // fresh connection in case this one broke.
+            tracing::warn!(error = %batch_err, size = batch.len(), "batch insert failed; retrying one by one");
+            for job in batch.drain(..) {
+                let res = match pool.acquire().await {
+                    Ok(mut c) => write_batch(&mut c, backend, std::iter::once(&job.rec)).await,
+                    Err(e) => Err(e),
+                };
+                let res = res
+                    .map(|mut v| v.pop().unwrap_or(Recorded::New))
+                    .map_err(|e| e.to_string());
+                let _ = job.done.send(res);
+            }
+            None
         }
     }
 }

@@ -6,9 +6,13 @@
 //! records, the writer stores up to a few hundred in one transaction and answers each request
 //! once the commit is durable. A callback is acknowledged only after that answer, and the
 //! `(channel, dedup_key)` unique constraint turns WeCom's retries into "already recorded".
+//! On an SQLite file the writer is a thread with its own connection (rusqlite), so a batch
+//! is one in-process transaction rather than a round trip through sqlx's worker thread; on
+//! PostgreSQL it is a task that sends each batch as one statement.
 
 mod inbound;
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,6 +35,8 @@ pub enum StoreError {
     },
     #[error("the store is shutting down")]
     Closed,
+    #[error("cannot start the inbound writer: {0}")]
+    Writer(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +49,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    writer: mpsc::Sender<inbound::WriteJob>,
+    writer: mpsc::Sender<inbound::WriterMsg>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -57,9 +63,9 @@ impl Store {
         } else {
             Backend::Sqlite
         };
-        let url = match backend {
+        let (url, file) = match backend {
             Backend::Sqlite => prepare_sqlite(url)?,
-            Backend::Postgres => url.to_string(),
+            Backend::Postgres => (url.to_string(), None),
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -85,7 +91,12 @@ impl Store {
             .await?;
         MIGRATOR.run(&pool).await?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(inbound::writer(pool.clone(), backend, rx));
+        match file {
+            Some(path) => inbound::spawn_sqlite_writer(&path, rx)?,
+            None => {
+                tokio::spawn(inbound::writer(pool.clone(), backend, rx));
+            }
+        }
         Ok(Store {
             pool,
             backend,
@@ -108,13 +119,24 @@ impl Store {
         Ok(())
     }
 
+    /// Store what is queued, stop the writer, and close the pool.
     pub async fn close(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self
+            .writer
+            .send(inbound::WriterMsg::Close(ack))
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
         self.pool.close().await;
     }
 }
 
-/// Turn `sqlite://path` into a URL sqlx will create, making the folder first.
-fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
+/// Turn `sqlite://path` into a URL sqlx will create, making the folder first; also the
+/// file's path (none for an in-memory database).
+fn prepare_sqlite(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -123,8 +145,8 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
     };
-    if path.is_empty() || path == ":memory:" {
-        return Ok(url.to_string());
+    if path.is_empty() || path == ":memory:" || query.is_some_and(|q| q.contains("mode=memory")) {
+        return Ok((url.to_string(), None));
     }
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
@@ -139,7 +161,10 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
         Some(q) => format!("{q}&mode=rwc"),
         None => "mode=rwc".to_string(),
     };
-    Ok(format!("sqlite://{path}?{query}"))
+    Ok((
+        format!("sqlite://{path}?{query}"),
+        Some(PathBuf::from(path)),
+    ))
 }
 
 /// A time-ordered, collision-resistant id: 13 hex digits of milliseconds, then 16 random.
@@ -155,12 +180,13 @@ mod tests {
     fn sqlite_urls_get_create_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/kefu.db");
-        let url = prepare_sqlite(&format!("sqlite://{}", path.display())).unwrap();
+        let (url, file) = prepare_sqlite(&format!("sqlite://{}", path.display())).unwrap();
         assert!(url.ends_with("kefu.db?mode=rwc"), "{url}");
+        assert_eq!(file.as_deref(), Some(path.as_path()));
         assert!(path.parent().unwrap().is_dir());
         assert_eq!(
             prepare_sqlite("sqlite::memory:").unwrap(),
-            "sqlite::memory:"
+            ("sqlite::memory:".to_string(), None)
         );
     }
 
@@ -170,5 +196,94 @@ mod tests {
         let b = new_id(1_700_000_000_001);
         assert!(a < b);
         assert_eq!(a.len(), 29);
+    }
+
+    fn record(i: usize, key: &str) -> NewInbound {
+        NewInbound {
+            id: new_id(1_700_000_000_000 + i as i64),
+            channel: "mp",
+            dedup_key: key.to_string(),
+            msg_type: "text".into(),
+            event: None,
+            from_user: Some(format!("user{i}")),
+            to_user: "shop".into(),
+            create_time: 1_700_000_000,
+            content: Some("还有货吗".into()),
+            raw_xml: "<xml/>".into(),
+            received_at: 1_700_000_000_000,
+            status: InboundStatus::Answered,
+            reply_text: Some(format!("reply {i}")),
+            intent: None,
+            confidence: None,
+            reply_id: None,
+        }
+    }
+
+    /// The SQLite writer: one batch holding a message and its retry stores it once and gives
+    /// the retry the first reply; closing stores what was queued, then refuses new records.
+    #[test]
+    fn sqlite_writer_dedups_within_a_batch_and_drains_on_close() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/kefu.db", dir.path().display());
+            let store = Store::connect(&url).await.unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..300 {
+                let store = store.clone();
+                // Keys repeat in pairs: 0 and 1 share a key, 2 and 3, ...
+                let key = format!("k{}", i / 2);
+                tasks.push(tokio::spawn(async move {
+                    store.record_inbound(record(i, &key)).await
+                }));
+            }
+            let mut new = 0;
+            for t in tasks {
+                match t.await.unwrap().unwrap() {
+                    Recorded::New => new += 1,
+                    Recorded::Duplicate { reply_text } => {
+                        let r = reply_text.unwrap();
+                        assert!(r.starts_with("reply "), "{r}");
+                    }
+                }
+            }
+            assert_eq!(new, 150);
+            assert_eq!(store.count_inbound("mp").await.unwrap(), 150);
+
+            // Queued right before the close: stored all the same.
+            let late: Vec<_> = (1000..1020)
+                .map(|i| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store.record_inbound(record(i, &format!("late{i}"))).await
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            store.close().await;
+            let mut stored_late = 0;
+            for t in late {
+                match t.await.unwrap() {
+                    Ok(Recorded::New) => stored_late += 1,
+                    Ok(other) => panic!("{other:?}"),
+                    Err(StoreError::Closed) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(matches!(
+                store.record_inbound(record(2000, "after")).await,
+                Err(StoreError::Closed)
+            ));
+            let reopened = Store::connect(&url).await.unwrap();
+            assert_eq!(
+                reopened.count_inbound("mp").await.unwrap(),
+                150 + stored_late
+            );
+            reopened.close().await;
+        });
     }
 }

@@ -25,9 +25,18 @@ use crate::store::Store;
 
 pub use error::Reject;
 
-/// Everything a handler may need, cheap to clone.
+/// Everything a handler may need, behind one `Arc`: axum clones the state for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -93,7 +102,7 @@ impl AppState {
                 crypt: m.crypt(),
             })
         });
-        AppState {
+        AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,
             metrics,
@@ -103,7 +112,7 @@ impl AppState {
             kf,
             wecom,
             mp,
-        }
+        }))
     }
 }
 
