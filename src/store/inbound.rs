@@ -138,9 +138,10 @@ pub(super) fn spawn_sqlite_writer(
     rx: mpsc::Receiver<WriterMsg>,
 ) -> Result<(), StoreError> {
     let conn = open_sqlite_writer(path)?;
+    let rt = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("kefu-inbound-writer".into())
-        .spawn(move || sqlite_writer(conn, rx))
+        .spawn(move || sqlite_writer(conn, rx, rt))
         .map_err(|e| StoreError::Writer(e.to_string()))?;
     Ok(())
 }
@@ -166,8 +167,12 @@ fn open_sqlite_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     Ok(conn)
 }
 
-fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<WriterMsg>) {
-    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+fn sqlite_writer(
+    mut conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<WriterMsg>,
+    rt: tokio::runtime::Handle,
+) {
+    let mut batch: Vec<WriteJob> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let close = fill_batch(first, &mut rx, &mut batch);
         if !batch.is_empty() {
@@ -178,9 +183,14 @@ fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<WriterMs
                     batch.iter().map(|_| Err(e.to_string())).collect()
                 }
             };
-            for (job, out) in batch.drain(..).zip(outcomes) {
-                let _ = job.done.send(out);
-            }
+            // Waking each waiting request is left to the runtime: under load this thread is
+            // the one everything waits on.
+            let jobs: Vec<WriteJob> = std::mem::take(&mut batch);
+            rt.spawn(async move {
+                for (job, out) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.done.send(out);
+                }
+            });
         }
         if let Some(ack) = close {
             drop(conn);
