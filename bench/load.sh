@@ -3,39 +3,74 @@
 # driven by wrk with the same settings on the same machine. Two kefu runs: shopper text
 # messages (verify, decrypt, parse, classify, durable SQLite write, encrypted passive reply)
 # and image messages (the same intake without the classifier and the passive reply).
+# Each connection count gets its own hello / text / image runs; a summary table ends it.
 # Needs wrk (apt-get install wrk).
-#   bench/load.sh [duration_secs] [connections]
+#   bench/load.sh [duration_secs] [connections ...]      (default: 10 32 64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
-CONNS=${2:-32}
+shift || true
+CONNS_LIST=("$@")
+[ ${#CONNS_LIST[@]} -eq 0 ] && CONNS_LIST=(32 64)
 THREADS=1
 OUT=bench/out
 mkdir -p "$OUT"
 cargo build --release --quiet --bin kefu --example hello --example loadgen
-N=$(( DUR * 60000 ))
+# Enough distinct messages that no run wraps around to a duplicate.
+N=$(( DUR * 120000 ))
 ./target/release/examples/loadgen "$N" "$OUT/requests.tsv" text
 ./target/release/examples/loadgen "$N" "$OUT/images.tsv" image
 
-./target/release/examples/hello 127.0.0.1:18081 & HELLO=$!
-sleep 0.5
-echo "== baseline: axum hello world"
-wrk -t$THREADS -c"$CONNS" -d"${DUR}s" --latency -s bench/replay.lua http://127.0.0.1:18081 | tee "$OUT/hello.txt"
-kill $HELLO; wait $HELLO 2>/dev/null || true
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+record() {  # record LABEL CONNS WRK_OUTPUT_FILE
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$3")
+  p50=$(awk '$1 == "50%" {print $2}' "$3")
+  p99=$(awk '$1 == "99%" {print $2}' "$3")
+  echo "$1 $2 $rps $p50 $p99" >> "$SUMMARY"
+}
 
-run_kefu() {  # run_kefu LABEL REQUEST_FILE
+run_hello() {  # run_hello CONNS
+  ./target/release/examples/hello 127.0.0.1:18081 & HELLO=$!
+  sleep 0.5
+  echo "== baseline: axum hello world, $1 connections"
+  wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua http://127.0.0.1:18081 | tee "$OUT/hello-$1.txt"
+  kill $HELLO; wait $HELLO 2>/dev/null || true
+  record hello "$1" "$OUT/hello-$1.txt"
+}
+
+run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
   rm -rf "$OUT/db"
   KEFU_LISTEN=127.0.0.1:18082 KEFU_DATABASE_URL="sqlite://$OUT/db/kefu.db" \
   KEFU_CALLBACK_TIMESTAMP_TOLERANCE_SECS=3600 KEFU_LOG=warn \
     ./target/release/kefu --config kefu.toml serve & KEFU=$!
   for _ in $(seq 50); do curl -sf http://127.0.0.1:18082/readyz >/dev/null && break; sleep 0.1; done
-  echo "== kefu: POST /wechat/callback, $1 (safe mode, SQLite synchronous=FULL)"
-  KEFU_LOAD_FILE="$2" wrk -t$THREADS -c"$CONNS" -d"${DUR}s" --latency -s bench/replay.lua \
-    http://127.0.0.1:18082 | tee "$OUT/kefu-$1.txt"
+  echo "== kefu: POST /wechat/callback, $1, $3 connections (safe mode, SQLite synchronous=FULL)"
+  KEFU_LOAD_FILE="$2" wrk -t$THREADS -c"$3" -d"${DUR}s" --latency -s bench/replay.lua \
+    http://127.0.0.1:18082 | tee "$OUT/kefu-$1-$3.txt"
   echo "rows stored: $(curl -s http://127.0.0.1:18082/metrics | grep '^kefu_messages_recorded_total' || true)"
   echo "duplicates:  $(curl -s http://127.0.0.1:18082/metrics | grep '^kefu_callback_duplicates_dropped_total' || echo 0)"
   echo "RSS kB: $(ps -o rss= -p $KEFU)"
   kill $KEFU; wait $KEFU 2>/dev/null || true
+  record "kefu-$1" "$3" "$OUT/kefu-$1-$3.txt"
 }
-run_kefu text "$OUT/requests.tsv"
-run_kefu image "$OUT/images.tsv"
+
+for C in "${CONNS_LIST[@]}"; do
+  run_hello "$C"
+  run_kefu text "$OUT/requests.tsv" "$C"
+  run_kefu image "$OUT/images.tsv" "$C"
+done
+
+echo
+echo "== summary (req/s; share of the hello-world run at the same connection count)"
+awk '
+  $1 == "hello" { base[$2] = $3 }
+  { rows[NR] = $0 }
+  END {
+    printf "%-12s %5s %10s %7s %9s %9s\n", "server", "conns", "req/s", "share", "p50", "p99"
+    for (i = 1; i <= NR; i++) {
+      split(rows[i], f, " ")
+      printf "%-12s %5s %10.0f %6.1f%% %9s %9s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[4], f[5]
+    }
+  }' "$SUMMARY"
