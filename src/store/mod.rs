@@ -113,8 +113,12 @@ impl Store {
         &self.pool
     }
 
-    /// Is the database answering? Used by `/readyz`.
+    /// Is the database answering, and is the inbound writer there to record callbacks? Used
+    /// by `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -278,6 +282,7 @@ mod tests {
                 store.record_inbound(record(2000, "after")).await,
                 Err(StoreError::Closed)
             ));
+            assert!(store.ping().await.is_err(), "not ready once closed");
             let reopened = Store::connect(&url).await.unwrap();
             assert_eq!(
                 reopened.count_inbound("mp").await.unwrap(),
