@@ -99,8 +99,7 @@ pub struct KfService {
     client: Arc<WecomClient>,
     classifier: Arc<SharedClassifier>,
     clock: SharedClock,
-    ack_text: String,
-    offline_ack_text: String,
+    acks: Acks,
     /// Group robot for supervisors' alerts (outgoing messages that failed for good).
     alert_webhook_key: Option<String>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -132,8 +131,7 @@ impl KfService {
             client,
             classifier,
             clock,
-            ack_text: acks.ack_text,
-            offline_ack_text: acks.offline_ack_text,
+            acks,
             alert_webhook_key,
             locks: Mutex::new(HashMap::new()),
             outbox_ready: Notify::new(),
@@ -420,9 +418,9 @@ impl KfService {
         // Hand over: acknowledge (unless this is old history), queue for a person.
         if fresh {
             let text = if self.nobody_on_duty(tx, open_kfid).await? {
-                &self.offline_ack_text
+                &self.acks.offline_ack_text
             } else {
-                &self.ack_text
+                &self.acks.ack_text
             };
             let ack = json!({"touser": p.external_userid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": text}});
             self.enqueue(tx, "send_msg", ack, Some(p.msgid)).await?;

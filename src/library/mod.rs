@@ -162,7 +162,6 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Load and validate the library in `dir`. Returns the library when there are no errors.
 /// How out-of-scope samples are named in diagnostics.
 const OUT_OF_SCOPE: &str = "out_of_scope";
 
@@ -193,6 +192,7 @@ impl QuestionsSeen {
     }
 }
 
+/// Load and validate the library in `dir`. Returns the library when there are no errors.
 pub fn load(dir: &Path) -> Result<Library, LibraryError> {
     let (lib, diags) = load_with_diagnostics(dir)?;
     if diags.is_empty() {

@@ -180,7 +180,8 @@ fn sqlite_writer(
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(error = %e, size = batch.len(), "storing inbound messages failed");
-                    batch.iter().map(|_| Err(e.to_string())).collect()
+                    let e = e.to_string();
+                    batch.iter().map(|_| Err(e.clone())).collect()
                 }
             };
             // Waking each waiting request is left to the runtime: under load this thread is
