@@ -23,21 +23,30 @@ N=$(( DUR * 120000 ))
 
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
-record() {  # record LABEL CONNS WRK_OUTPUT_FILE
-  local rps p50 p99
+TICK=$(getconf CLK_TCK)
+cpu_ticks() {  # cpu_ticks PID: user + system time of the process so far, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+record() {  # record LABEL CONNS WRK_OUTPUT_FILE CPU_TICKS_USED
+  local rps p50 p99 n us
   rps=$(awk '/^Requests\/sec/ {print $2}' "$3")
   p50=$(awk '$1 == "50%" {print $2}' "$3")
   p99=$(awk '$1 == "99%" {print $2}' "$3")
-  echo "$1 $2 $rps $p50 $p99" >> "$SUMMARY"
+  n=$(awk '/requests in/ {print $1}' "$3")
+  # The server's CPU time (all its threads, user and kernel) per request answered.
+  us=$(awk -v t="$4" -v n="$n" -v hz="$TICK" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+  echo "$1 $2 $rps $p50 $p99 $us" >> "$SUMMARY"
 }
 
 run_hello() {  # run_hello CONNS
   ./target/release/examples/hello 127.0.0.1:18081 & HELLO=$!
   sleep 0.5
   echo "== baseline: axum hello world, $1 connections"
+  local t0
+  t0=$(cpu_ticks $HELLO)
   wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua http://127.0.0.1:18081 | tee "$OUT/hello-$1.txt"
+  record hello "$1" "$OUT/hello-$1.txt" $(( $(cpu_ticks $HELLO) - t0 ))
   kill $HELLO; wait $HELLO 2>/dev/null || true
-  record hello "$1" "$OUT/hello-$1.txt"
 }
 
 run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
@@ -47,13 +56,17 @@ run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
     ./target/release/kefu --config kefu.toml serve & KEFU=$!
   for _ in $(seq 50); do curl -sf http://127.0.0.1:18082/readyz >/dev/null && break; sleep 0.1; done
   echo "== kefu: POST /wechat/callback, $1, $3 connections (safe mode, SQLite synchronous=FULL)"
+  local t0
+  t0=$(cpu_ticks $KEFU)
   KEFU_LOAD_FILE="$2" wrk -t$THREADS -c"$3" -d"${DUR}s" --latency -s bench/replay.lua \
     http://127.0.0.1:18082 | tee "$OUT/kefu-$1-$3.txt"
+  local used
+  used=$(( $(cpu_ticks $KEFU) - t0 ))
   echo "rows stored: $(curl -s http://127.0.0.1:18082/metrics | grep '^kefu_messages_recorded_total' || true)"
   echo "duplicates:  $(curl -s http://127.0.0.1:18082/metrics | grep '^kefu_callback_duplicates_dropped_total' || echo 0)"
   echo "RSS kB: $(ps -o rss= -p $KEFU)"
   kill $KEFU; wait $KEFU 2>/dev/null || true
-  record "kefu-$1" "$3" "$OUT/kefu-$1-$3.txt"
+  record "kefu-$1" "$3" "$OUT/kefu-$1-$3.txt" "$used"
 }
 
 for C in "${CONNS_LIST[@]}"; do
@@ -63,14 +76,15 @@ for C in "${CONNS_LIST[@]}"; do
 done
 
 echo
-echo "== summary (req/s; share of the hello-world run at the same connection count)"
+echo "== summary (req/s; share of the hello-world run at the same connection count; the"
+echo "   server's CPU time per request, all threads, user and kernel)"
 awk '
   $1 == "hello" { base[$2] = $3 }
   { rows[NR] = $0 }
   END {
-    printf "%-12s %5s %10s %7s %9s %9s\n", "server", "conns", "req/s", "share", "p50", "p99"
+    printf "%-12s %5s %10s %7s %9s %9s %12s\n", "server", "conns", "req/s", "share", "p50", "p99", "cpu/req µs"
     for (i = 1; i <= NR; i++) {
       split(rows[i], f, " ")
-      printf "%-12s %5s %10.0f %6.1f%% %9s %9s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[4], f[5]
+      printf "%-12s %5s %10.0f %6.1f%% %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[4], f[5], f[6]
     }
   }' "$SUMMARY"
