@@ -150,7 +150,7 @@ async fn kf_calls_have_the_documented_shapes() {
     sim.add_customer("wmVIP", "李四", &[("客户等级", "VIP")]);
     sim.add_customer("wmPlain", "张三", &[]);
     for i in 0..5 {
-        sim.shopper_writes("wkShop", "wmVIP", &format!("消息{i}"), 1_700_000_000 + i);
+        sim.shopper_writes("wkShop", "wmVIP", &format!("消息{i}"), now_secs() - 10 + i);
     }
     let page = c.sync_msg("wkShop", None, Some("tok"), 2).await.unwrap();
     assert_eq!(page["has_more"], 1);
@@ -188,6 +188,74 @@ async fn kf_calls_have_the_documented_shapes() {
     .await
     .unwrap();
     assert_eq!(sim.webhooks().len(), 1);
+}
+
+/// WeCom's rules for `send_msg`: only while the session is new (0) or with the bot (1), at
+/// most 5 messages after each shopper message, within 48 hours; an ended session starts
+/// again when the shopper writes.
+#[tokio::test]
+async fn the_simulator_enforces_the_send_rules() {
+    let (sim, base) = simulator().await;
+    let c = client(&base, None, Arc::new(Metrics::new()));
+    let text = |to: &str| serde_json::json!({"touser": to, "open_kfid": "wkShop", "msgtype": "text", "text": {"content": "您好"}});
+    // Nobody has written: nothing may be sent.
+    assert_eq!(
+        c.send_msg(&text("wmQuiet")).await.unwrap_err().code(),
+        Some(95001)
+    );
+
+    sim.shopper_writes("wkShop", "wmA", "在吗", now_secs());
+    for _ in 0..5 {
+        c.send_msg(&text("wmA")).await.unwrap();
+    }
+    assert_eq!(sim.quota_left("wkShop", "wmA"), 0);
+    assert_eq!(
+        c.send_msg(&text("wmA")).await.unwrap_err().code(),
+        Some(95001)
+    );
+    // Writing again restarts the quota.
+    sim.shopper_writes("wkShop", "wmA", "还在吗", now_secs());
+    assert_eq!(sim.quota_left("wkShop", "wmA"), 5);
+    c.send_msg(&text("wmA")).await.unwrap();
+
+    // A message two days old leaves no window.
+    sim.shopper_writes("wkShop", "wmOld", "在吗", now_secs() - 49 * 3600);
+    assert_eq!(
+        c.send_msg(&text("wmOld")).await.unwrap_err().code(),
+        Some(95001)
+    );
+
+    // In the pending pool (2), with an agent (3) or ended (4): 95018.
+    sim.shopper_writes("wkShop", "wmB", "人工", now_secs());
+    c.service_state_trans("wkShop", "wmB", 2, "").await.unwrap();
+    assert_eq!(
+        c.send_msg(&text("wmB")).await.unwrap_err().code(),
+        Some(95018)
+    );
+    c.service_state_trans("wkShop", "wmB", 3, "agent01")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.send_msg(&text("wmB")).await.unwrap_err().code(),
+        Some(95018)
+    );
+    c.service_state_trans("wkShop", "wmB", 4, "").await.unwrap();
+    assert_eq!(
+        c.send_msg(&text("wmB")).await.unwrap_err().code(),
+        Some(95018)
+    );
+    // An ended session cannot be moved; the shopper writing again makes it new.
+    assert_eq!(
+        c.service_state_trans("wkShop", "wmB", 1, "")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(95016)
+    );
+    sim.shopper_writes("wkShop", "wmB", "又是我", now_secs());
+    assert_eq!(sim.session_state("wkShop", "wmB"), 0);
+    c.send_msg(&text("wmB")).await.unwrap();
+    assert_eq!(sim.refused().len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,11 @@ fn failure_line(api: &str, body: &Value, error: &str) -> String {
     format!("{} → {}：{}", plain(api), plain(who), plain(&error))
 }
 
+/// The outbox's name for one conversation: a kf account and a shopper.
+fn chat_key(open_kfid: &str, external_userid: &str) -> String {
+    format!("{open_kfid}/{external_userid}")
+}
+
 /// Text safe inside a markdown alert line: no line breaks or markup characters.
 fn plain(s: &str) -> String {
     s.chars()
@@ -382,6 +387,7 @@ impl KfService {
             // A person holds this session: the bot stays quiet.
             return self.mark(tx, p.msgid, "agent", None).await;
         }
+        let chat = Some((open_kfid, p.external_userid));
         let fresh = self.clock.now_secs() - p.send_time <= HISTORY_CUTOFF_SECS;
         let classifier = self.classifier.current();
         let library = classifier.library();
@@ -400,6 +406,14 @@ impl KfService {
             }
             (None, None) => None, // image, voice, file…: a person looks at it
         };
+        // WeCom takes `send_msg` only while the session is new or with the bot (states 0 and
+        // 1; an ended session, 4, starts again as new when the shopper writes). In the pending
+        // pool (2) the shopper already waits for a person: nothing is sent, the message is
+        // left for that person.
+        if state == Some(2) {
+            let v = verdict.map(|(i, c, r, _)| (i, c, r));
+            return self.mark(tx, p.msgid, "unresolved", v).await;
+        }
         let answer = verdict
             .as_ref()
             .filter(|v| v.3 && fresh)
@@ -408,7 +422,8 @@ impl KfService {
         if let Some(reply) = answer {
             let text = library.render(reply, tier.as_deref(), nickname.as_deref());
             let body = message_body(library, reply, &text, p.external_userid, open_kfid);
-            self.enqueue(tx, "send_msg", body, Some(p.msgid)).await?;
+            self.enqueue(tx, "send_msg", body, Some(p.msgid), chat)
+                .await?;
             report.answered += 1;
             let (intent, conf, rid, _) = verdict.clone().unwrap_or_default();
             return self
@@ -423,15 +438,15 @@ impl KfService {
                 &self.acks.ack_text
             };
             let ack = json!({"touser": p.external_userid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": text}});
-            self.enqueue(tx, "send_msg", ack, Some(p.msgid)).await?;
-        }
-        if state != Some(2) {
-            let trans = json!({"open_kfid": open_kfid, "external_userid": p.external_userid, "service_state": 2, "servicer_userid": ""});
-            self.enqueue(tx, "service_state_trans", trans, Some(p.msgid))
-                .await?;
-            self.set_session(tx, open_kfid, p.external_userid, 2, None)
+            self.enqueue(tx, "send_msg", ack, Some(p.msgid), chat)
                 .await?;
         }
+        // Written after the acknowledgement, so sent after it: in the pool WeCom would refuse it.
+        let trans = json!({"open_kfid": open_kfid, "external_userid": p.external_userid, "service_state": 2, "servicer_userid": ""});
+        self.enqueue(tx, "service_state_trans", trans, Some(p.msgid), chat)
+            .await?;
+        self.set_session(tx, open_kfid, p.external_userid, 2, None)
+            .await?;
         report.handed_over += 1;
         let v = verdict.map(|(i, c, r, _)| (i, c, r));
         self.mark(tx, p.msgid, "unresolved", v).await
@@ -451,7 +466,8 @@ impl KfService {
                 if !code.is_empty() && self.clock.now_secs() - p.send_time <= 20 {
                     let library = self.classifier.current();
                     let body = welcome_body(library.library(), code);
-                    self.enqueue(tx, "send_msg_on_event", body, Some(p.msgid))
+                    let chat = Some((open_kfid, p.external_userid));
+                    self.enqueue(tx, "send_msg_on_event", body, Some(p.msgid), chat)
                         .await?;
                 }
                 Ok(())
@@ -597,12 +613,16 @@ impl KfService {
         Ok(())
     }
 
+    /// Queue `body` for `api`. Rows of one chat (`open_kfid`, `external_userid`) are numbered
+    /// in the order they are written and sent strictly in that order; rows without a chat
+    /// (alerts) have no order to keep.
     async fn enqueue(
         &self,
         tx: &mut Transaction<'static, Any>,
         api: &str,
         mut body: Value,
         source: Option<&str>,
+        chat: Option<(&str, &str)>,
     ) -> Result<(), KfError> {
         let now = self.clock.now_ms();
         // "kf" + 26 hex digits: a valid kf msgid (≤ 32 of [0-9a-zA-Z_-]) and the send's idempotency key.
@@ -610,33 +630,71 @@ impl KfService {
         if api == "send_msg" || api == "send_msg_on_event" {
             body["msgid"] = json!(id);
         }
+        let chat = chat.map(|(kfid, user)| chat_key(kfid, user));
+        let seq: Option<i64> = match &chat {
+            // Pulls of one kf account run one at a time (see `pull`), so the next number is
+            // read and used inside the same transaction; a unique index backs that up.
+            Some(c) => Some(
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE chat = $1")
+                    .bind(c)
+                    .fetch_one(&mut **tx)
+                    .await?,
+            ),
+            None => None,
+        };
         sqlx::query(
-            "INSERT INTO outbox (id, api, payload, source_msgid, status, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+            "INSERT INTO outbox (id, api, payload, source_msgid, status, attempts, next_attempt_at, created_at, chat, seq) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6, $7)",
         )
         .bind(&id)
         .bind(api)
         .bind(body.to_string())
         .bind(source)
         .bind(now)
+        .bind(chat)
+        .bind(seq)
         .execute(&mut **tx)
         .await?;
         Ok(())
     }
 
-    /// Send every due outbox row once; returns how many were sent.
+    /// Send every due outbox row; returns how many were sent.
+    ///
+    /// One chat's rows go strictly in the order they were written: a row is due only once
+    /// every earlier row of its chat has been sent or has failed for good, so a pass takes
+    /// at most one row per chat, and passes repeat until nothing due is left. A row waiting
+    /// for its retry holds back the rows behind it. Different chats go side by side, and
+    /// replicas may share the work: a row is claimed before it is sent.
     pub async fn send_due(&self) -> Result<usize, KfError> {
-        // One sender per process keeps rows in order; replicas claim rows one by one.
         let _one = self.outbox_lock.lock().await;
+        let mut sent = 0;
+        // Bounded so that one call cannot run forever if rows keep arriving.
+        for _ in 0..64 {
+            let (pass_sent, settled) = self.send_pass().await?;
+            sent += pass_sent;
+            if settled == 0 {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One pass over the due rows, at most one per chat. Returns (sent, rows settled: sent,
+    /// failed or rescheduled by this pass).
+    async fn send_pass(&self) -> Result<(usize, usize), KfError> {
         let now = self.clock.now_ms();
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT id, api, payload, attempts FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
-             ORDER BY created_at, id LIMIT 200",
+            "SELECT o.id, o.api, o.payload, o.attempts FROM outbox o \
+             WHERE o.status = 'pending' AND o.next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.chat = o.chat AND e.seq < o.seq \
+                             AND e.status IN ('pending', 'sending')) \
+             ORDER BY o.created_at, o.id LIMIT 200",
         )
         .bind(now)
         .fetch_all(self.store.pool())
         .await?;
         let mut sent = 0;
+        let mut settled = 0;
         let mut failed_for_good: Vec<String> = Vec::new();
         for (id, api, payload, attempts) in rows {
             let claimed = sqlx::query("UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = $1 AND status = 'pending'")
@@ -647,6 +705,7 @@ impl KfService {
             if claimed == 0 {
                 continue; // another replica took it
             }
+            settled += 1;
             let body: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
             let result = match api.as_str() {
                 "send_msg" => self.client.send_msg(&body).await,
@@ -709,7 +768,7 @@ impl KfService {
                 .await?;
             tx.commit().await?;
         }
-        Ok(sent)
+        Ok((sent, settled))
     }
 
     /// Tell supervisors through the group robot, if one is configured. The alert goes through
@@ -736,7 +795,7 @@ impl KfService {
         }
         content.push_str("详见 GET /api/outbox/failed");
         let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
-        self.enqueue(tx, "webhook_send", body, None).await
+        self.enqueue(tx, "webhook_send", body, None, None).await
     }
 
     /// Rows left in 'sending' by a crash go back to 'pending' (they are re-sent with the same

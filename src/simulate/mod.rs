@@ -61,7 +61,16 @@ struct Inner {
     webhooks: Vec<Value>,
     faults: Faults,
     welcome_codes: HashMap<String, bool>,
+    /// (open_kfid, external_userid) -> (send_time of the shopper's last message, messages
+    /// sent to them since): WeCom allows 5 within 48 hours of each shopper message.
+    quota: HashMap<(String, String), (i64, u32)>,
+    /// `send_msg` calls refused, with the error code (for tests to count).
+    refused: Vec<(Value, i64)>,
 }
+
+/// Messages the API may send after each shopper message, and for how long.
+pub const SEND_QUOTA: u32 = 5;
+pub const SEND_WINDOW_SECS: i64 = 48 * 3600;
 
 /// The simulator's shared state; cheap to clone.
 #[derive(Clone)]
@@ -227,10 +236,37 @@ impl Simulator {
             o.insert("msgid".into(), json!(format!("sim_msg_{seq}")));
             o.insert("open_kfid".into(), json!(open_kfid));
         }
+        // A shopper's message restarts the send quota, and reopens an ended session as new.
+        if body["origin"].as_i64() == Some(3) {
+            if let Some(user) = body["external_userid"].as_str() {
+                let key = (open_kfid.to_string(), user.to_string());
+                let at = body["send_time"].as_i64().unwrap_or(0);
+                g.quota.insert(key.clone(), (at, 0));
+                if g.sessions.get(&key).is_some_and(|s| s.0 == 4) {
+                    g.sessions.insert(key, (0, String::new()));
+                }
+            }
+        }
         g.kf.entry(open_kfid.to_string())
             .or_default()
             .push(KfRecord { seq, body });
         seq
+    }
+
+    /// `send_msg` calls WeCom refused, with their error codes.
+    pub fn refused(&self) -> Vec<(Value, i64)> {
+        self.lock().refused.clone()
+    }
+
+    /// How many more messages the API may send to this shopper now (0 past the 48 hours).
+    pub fn quota_left(&self, open_kfid: &str, external_userid: &str) -> u32 {
+        let key = (open_kfid.to_string(), external_userid.to_string());
+        match self.lock().quota.get(&key) {
+            Some((at, used)) if unix_now() - at <= SEND_WINDOW_SECS => {
+                SEND_QUOTA.saturating_sub(*used)
+            }
+            _ => 0,
+        }
     }
 
     /// A shopper writes `text`; the message waits in the kf account until pulled.
@@ -428,8 +464,25 @@ async fn send_msg(State(sim): State<Simulator>, Query(q): Q, Json(body): Json<Va
     };
     let key = (open_kfid.to_string(), touser.to_string());
     let mut g = sim.lock();
-    if g.sessions.get(&key).is_some_and(|s| s.0 == 4) {
-        return err(95018, "session state not allow send");
+    // Only while the session is new (0) or with the smart assistant (1).
+    let state = g.sessions.get(&key).map(|s| s.0).unwrap_or(0);
+    if state > 1 {
+        g.refused.push((body.clone(), 95018));
+        return err(95018, "session status invalid");
+    }
+    // At most 5 messages within 48 hours of the shopper's last message. (The code WeCom gives
+    // for an exhausted quota is not published; this one is the simulator's.)
+    let within = g
+        .quota
+        .get(&key)
+        .filter(|(at, used)| unix_now() - at <= SEND_WINDOW_SECS && *used < SEND_QUOTA)
+        .is_some();
+    if !within {
+        g.refused.push((body.clone(), 95001));
+        return err(95001, "send quota exhausted or 48 hours passed");
+    }
+    if let Some(q) = g.quota.get_mut(&key) {
+        q.1 += 1;
     }
     let msgid = body["msgid"]
         .as_str()
@@ -486,11 +539,12 @@ fn session_key(body: &Value) -> (String, String) {
     )
 }
 
-/// Legal session transitions (0 new, 1 bot, 2 pool, 3 agent, 4 ended).
+/// Legal session transitions (0 new, 1 bot, 2 pool, 3 agent, 4 ended). Moving to 1 when
+/// already there is harmless; an ended session only starts again when the shopper writes.
 fn legal(from: u8, to: u8) -> bool {
     matches!(
         (from, to),
-        (0, 1..=3) | (1, 2..=4) | (2, 3) | (2, 4) | (3, 3) | (3, 4) | (4, 0..=3)
+        (0, 1..=3) | (1, 1..=4) | (2, 3) | (2, 4) | (3, 3) | (3, 4)
     )
 }
 
@@ -579,13 +633,22 @@ async fn webhook_send(
     ok(json!({}))
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::legal;
 
     #[test]
     fn session_transitions_follow_the_documented_table() {
-        assert!(legal(0, 1) && legal(1, 2) && legal(2, 3) && legal(3, 4) && legal(4, 0));
+        assert!(legal(0, 1) && legal(1, 1) && legal(1, 2) && legal(2, 3) && legal(3, 4));
         assert!(!legal(2, 1) && !legal(3, 1) && !legal(0, 4));
+        // An ended session starts again only when the shopper writes.
+        assert!((0..=4).all(|to| !legal(4, to)));
     }
 }
