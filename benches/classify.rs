@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kefu::intent::{Classifier, Thresholds};
 
 fn messages() -> Vec<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/eval/dev.tsv");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dev.tsv");
     match std::fs::read_to_string(path) {
         Ok(text) => text
             .lines()

@@ -403,7 +403,7 @@ fn meets_targets(path: &str, min_accuracy: f64) {
 #[test]
 fn dev_set_meets_the_accuracy_targets() {
     meets_targets(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/eval/dev.tsv"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dev.tsv"),
         0.93,
     );
 }
