@@ -512,7 +512,61 @@ async fn health_readiness_and_metrics(db: Db) {
         "no secrets in metrics"
     );
 
+    // The page is what it says it is, and a real OpenMetrics parser reads all of it.
+    let r = get("/metrics").await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let families = parse_openmetrics(&r.text().await.unwrap());
+    for family in [
+        "kefu_http_requests",
+        "kefu_http_request_duration_seconds",
+        "kefu_messages_recorded",
+    ] {
+        assert!(
+            families[family]["samples"].as_u64().unwrap() > 0,
+            "{families}"
+        );
+    }
+    assert_eq!(families["kefu_http_requests"]["type"], "counter");
+    assert_eq!(
+        families["kefu_http_request_duration_seconds"]["type"],
+        "histogram"
+    );
+
     // Readiness follows the store.
     app.state.store.close().await;
     assert_eq!(get("/readyz").await.unwrap().status(), 503);
+}
+
+/// The families of an OpenMetrics page as prometheus_client's parser reads them (see
+/// `tests/peers/openmetrics_check.py`); fails the test if it cannot parse the page.
+fn parse_openmetrics(page: &str) -> serde_json::Value {
+    use std::io::Write;
+    let python = std::env::var("KEFU_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/openmetrics_check.py"
+    );
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the page: {}\n{page}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -24,11 +24,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The page is OpenMetrics text (it ends in `# EOF`), so it says so: a scraper that reads
+/// the Prometheus text format instead would reject the `# EOF` line and the unit suffixes.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.encode(),
     )

@@ -436,6 +436,68 @@ mod tests {
         );
     }
 
+    /// Escaped text reads back exactly, in every field, whether written as escaped text, as
+    /// CDATA or as both side by side; spaces next to an entity are kept.
+    #[test]
+    fn entities_read_back_exactly_in_every_text_field() {
+        let cases = [
+            ("a &amp; b", "a & b"),
+            (
+                "&lt;script&gt;alert(1)&lt;/script&gt;",
+                "<script>alert(1)</script>",
+            ),
+            ("&quot;引号&quot; &apos;单&apos;", "\"引号\" '单'"),
+            ("&#x4E2D;&#25991; ok", "中文 ok"),
+            ("<![CDATA[a &amp; b]]>", "a &amp; b"),
+            ("<![CDATA[<b>]]>&amp;<![CDATA[ x ]]>", "<b>& x "),
+            ("  padded &amp; text  ", "padded & text"),
+            ("¥&#x31;99 &amp;&amp; 包邮", "¥199 && 包邮"),
+        ];
+        for (written, read) in cases {
+            let link = format!(
+                "<xml><ToUserName>{written}</ToUserName><FromUserName>{written}</FromUserName><CreateTime>1</CreateTime><MsgType>link</MsgType><Title>{written}</Title><Description>{written}</Description><Url>{written}</Url></xml>"
+            );
+            let m = parse_message(&link).unwrap();
+            assert_eq!(m.to_user, read, "{written}");
+            assert_eq!(m.from_user.as_deref(), Some(read), "{written}");
+            assert_eq!(
+                m.body,
+                MsgBody::Link {
+                    title: Some(read.into()),
+                    description: Some(read.into()),
+                    url: Some(read.into()),
+                },
+                "{written}"
+            );
+            let text = format!(
+                "<xml><ToUserName>t</ToUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>{written}</Content></xml>"
+            );
+            assert_eq!(
+                parse_message(&text).unwrap().text(),
+                Some(read),
+                "{written}"
+            );
+            let event = format!(
+                "<xml><ToUserName>t</ToUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{written}</EventKey><Label>{written}</Label></xml>"
+            );
+            let m = parse_message(&event).unwrap();
+            assert_eq!(
+                m.body,
+                MsgBody::Event {
+                    event: "CLICK".into(),
+                    event_key: Some(read.into())
+                },
+                "{written}"
+            );
+        }
+        // An entity XML does not define is refused, not dropped.
+        let unknown = "<xml><ToUserName>t</ToUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>a &nbsp; b</Content></xml>";
+        assert!(matches!(
+            parse_message(unknown),
+            Err(XmlError::Malformed(_))
+        ));
+    }
+
     #[test]
     fn malformed_xml_is_refused() {
         for bad in [
