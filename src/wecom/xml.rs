@@ -58,21 +58,31 @@ impl Fields {
 }
 
 /// Parse `<xml>…</xml>` into its top-level leaf fields.
+///
+/// A field's text is its runs of escaped text, each trimmed, and its CDATA sections, kept as
+/// they are, in document order. The reader delivers an entity reference (`&amp;`, `&#x4E2D;`)
+/// as an event of its own between two pieces of text, so the pieces of one run are joined
+/// first and trimmed as a whole: trimming each piece would eat the spaces around `&amp;`.
 pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
     let mut reader = Reader::from_str(input);
-    reader.config_mut().trim_text(true);
     let mut fields = Fields::default();
     // Stack of open element names; depth 1 is <xml>, depth 2 its fields.
     let mut stack: Vec<String> = Vec::new();
+    // The current field's text so far, and the run of escaped text not yet added to it.
     let mut text = String::new();
+    let mut run = String::new();
     let mut saw_root = false;
+    let flush = |run: &mut String, text: &mut String| {
+        text.push_str(run.trim());
+        run.clear();
+    };
     loop {
         let ev = reader
             .read_event()
             .map_err(|e| XmlError::Malformed(e.to_string()))?;
         match ev {
             Event::Start(e) => {
-                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                let name = e.name().as_ref().to_owned();
                 if stack.is_empty() {
                     if saw_root || name != "xml" {
                         return Err(XmlError::NoRoot);
@@ -84,9 +94,10 @@ pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
                     return Err(XmlError::TooDeep);
                 }
                 text.clear();
+                run.clear();
             }
             Event::Empty(e) => {
-                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                let name = e.name().as_ref().to_owned();
                 if stack.is_empty() {
                     return Err(XmlError::NoRoot);
                 }
@@ -96,19 +107,33 @@ pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
             }
             Event::Text(t) => {
                 if stack.len() == 2 {
-                    let s = t
-                        .unescape()
-                        .map_err(|e| XmlError::Malformed(e.to_string()))?;
-                    text.push_str(&s);
-                } else if stack.is_empty() {
+                    run.push_str(&t.xml10_content());
+                } else if stack.is_empty() && !t.trim().is_empty() {
                     return Err(XmlError::Malformed("text outside the root element".into()));
+                }
+            }
+            Event::GeneralRef(r) => {
+                if stack.is_empty() {
+                    return Err(XmlError::Malformed("text outside the root element".into()));
+                }
+                // Resolved even where unused, so an undefined entity is refused anywhere.
+                let resolved = match r
+                    .resolve_char_ref()
+                    .map_err(|e| XmlError::Malformed(e.to_string()))?
+                {
+                    Some(c) => c.to_string(),
+                    None => quick_xml::escape::resolve_predefined_entity(&r)
+                        .ok_or_else(|| XmlError::Malformed(format!("undefined entity &{};", &*r)))?
+                        .to_string(),
+                };
+                if stack.len() == 2 {
+                    run.push_str(&resolved);
                 }
             }
             Event::CData(c) => {
                 if stack.len() == 2 {
-                    let s =
-                        std::str::from_utf8(&c).map_err(|e| XmlError::Malformed(e.to_string()))?;
-                    text.push_str(s);
+                    flush(&mut run, &mut text);
+                    text.push_str(&c.into_inner());
                 }
             }
             Event::End(_) => {
@@ -116,6 +141,7 @@ pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
                     .pop()
                     .ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
                 if stack.len() == 1 {
+                    flush(&mut run, &mut text);
                     fields.0.push((name, std::mem::take(&mut text)));
                 }
             }
