@@ -191,6 +191,56 @@ fn classify_cli_prints_one_json_object_per_line() {
     assert_eq!(lines[3]["text"], "\"<script>\"");
 }
 
+/// `kefu classify` over every labelled set gives exactly the output pinned in
+/// `tests/fixtures/classify_pinned/`: a dependency upgrade or a refactor that moves one score
+/// by a thousandth shows here. A deliberate change to the classifier re-pins the files with
+/// `KEFU_PIN_CLASSIFY=1 cargo nextest run classify_output` and says why in its commit.
+#[test]
+fn classify_output_is_unchanged_over_every_labelled_set() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let sets = [
+        ("dev", "dev.tsv"),
+        ("holdout", "holdout.tsv"),
+        ("elders_voice", "blind/elders_voice.tsv"),
+        ("slang_mixed", "blind/slang_mixed.tsv"),
+        ("stories_traditional", "blind/stories_traditional.tsv"),
+    ];
+    let pin = std::env::var_os("KEFU_PIN_CLASSIFY").is_some();
+    for (name, file) in sets {
+        let labelled = std::fs::read_to_string(format!("{fixtures}/{file}")).unwrap();
+        let texts: String = labelled
+            .lines()
+            .skip(1)
+            .map(|l| format!("{}\n", l.split('\t').next().unwrap()))
+            .collect();
+        let mut child = Command::new(BIN)
+            .arg("classify")
+            .env("KEFU_REPLIES_DIR", replies_dir())
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feed = std::thread::spawn(move || stdin.write_all(texts.as_bytes()).unwrap());
+        let out = child.wait_with_output().unwrap();
+        feed.join().unwrap();
+        assert!(out.status.success());
+        let pinned = format!("{fixtures}/classify_pinned/{name}.jsonl");
+        if pin {
+            std::fs::write(&pinned, &out.stdout).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&pinned).unwrap();
+        let got = String::from_utf8(out.stdout).unwrap();
+        let first_difference = expected.lines().zip(got.lines()).find(|(e, g)| e != g);
+        assert!(
+            got == expected,
+            "{name}: classify output changed; first difference:\n{first_difference:?}"
+        );
+    }
+}
+
 #[test]
 fn eval_cli_reports_accuracy_per_intent_and_latency() {
     let dir = tempfile::tempdir().unwrap();
