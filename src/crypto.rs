@@ -8,7 +8,7 @@
 //! and a few it skips (padding range, all padding bytes equal) are made strictly, because a
 //! lenient decoder is an oracle for whoever can post to the callback URL.
 
-use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{block_padding::NoPadding, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as B64};
 use base64::Engine;
 use rand::Rng;
@@ -193,7 +193,7 @@ impl MsgCrypt {
         }
         let iv: [u8; 16] = self.iv();
         let plain = Aes256CbcDec::new(&self.key.into(), &iv.into())
-            .decrypt_padded_mut::<NoPadding>(&mut buf)
+            .decrypt_padded::<NoPadding>(&mut buf)
             .map_err(|_| CryptoError::CiphertextLength)?;
         let plain = strip_pkcs7_32(plain)?;
         if plain.len() < HEADER_LEN {
@@ -232,7 +232,7 @@ impl MsgCrypt {
         let len = buf.len();
         let iv = self.iv();
         let cipher = Aes256CbcEnc::new(&self.key.into(), &iv.into())
-            .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+            .encrypt_padded::<NoPadding>(&mut buf, len)
             // The buffer is a multiple of 32 bytes by construction.
             .expect("buffer is block aligned");
         B64.encode(cipher)
