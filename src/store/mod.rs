@@ -11,6 +11,7 @@
 //! PostgreSQL it is a task that sends each batch as one statement.
 
 mod inbound;
+pub mod tokens;
 
 use std::path::PathBuf;
 use std::str::FromStr;
