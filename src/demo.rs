@@ -14,6 +14,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, WecomConfig};
 use crate::crypto::MsgCrypt;
 use crate::simulate::Simulator;
+use crate::store::KfMessageStatus;
 
 const KFID: &str = "wkDEMO0000000000000000000000000000";
 const CORP_ID: &str = "wwdemo0000000001";
@@ -128,17 +129,13 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
                 println!("  kefu  → {}", shown(&m.body));
             }
         }
-        let verdict: Option<(String, String, Option<f64>)> = sqlx::query_as(
-            "SELECT status, COALESCE(intent, ''), confidence FROM kf_messages WHERE msgid = $1",
-        )
-        .bind(&msgid)
-        .fetch_optional(state.store.pool())
-        .await
-        .ok()
-        .flatten();
-        if let Some((status, intent, conf)) = verdict {
-            let conf = conf.unwrap_or(0.0);
-            if status == "answered" {
+        let outcome = crate::store::kf::message_outcome(state.store.pool(), &msgid.into())
+            .await
+            .ok()
+            .flatten();
+        if let Some(o) = outcome {
+            let (intent, conf) = (o.intent, o.confidence.unwrap_or(0.0));
+            if o.status == Some(KfMessageStatus::Answered) {
                 println!("  (intent {intent}, confidence {conf:.2}: answered at once)");
             } else {
                 println!("  (intent {intent}, confidence {conf:.2}: handed to a person — pending pool, marked unresolved)");
@@ -147,13 +144,10 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         println!();
     }
 
-    let (answered, unresolved): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(CASE WHEN status = 'answered' THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN status = 'unresolved' THEN 1 ELSE 0 END), 0) FROM kf_messages",
-    )
-    .fetch_one(state.store.pool())
-    .await
-    .unwrap_or((0, 0));
+    let counts = crate::store::kf::status_counts(state.store.pool())
+        .await
+        .unwrap_or_default();
+    let (answered, unresolved) = (counts.answered, counts.unresolved);
     println!("answered by the bot: {answered}, waiting for a person: {unresolved}");
     println!("Look around:");
     println!("  curl http://{addr}/metrics");

@@ -6,8 +6,10 @@
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod crm;
 pub mod crypto;
 pub mod demo;
+pub mod ids;
 pub mod intent;
 pub mod library;
 pub mod metrics;

@@ -9,8 +9,15 @@
 //! On an SQLite file the writer is a thread with its own connection (rusqlite), so a batch
 //! is one in-process transaction rather than a round trip through sqlx's worker thread; on
 //! PostgreSQL it is a task that sends each batch as one statement.
+//!
+//! Each domain's SQL lives in a file of its own: [`kf`] (pulled messages, cursors, sessions,
+//! agents, customers), [`outbox`] (everything sent) and [`tokens`] (the shared access token).
+//! Nothing outside `store/` writes SQL.
 
 mod inbound;
+pub mod kf;
+pub mod outbox;
+pub mod tokens;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -21,6 +28,8 @@ use sqlx::{AnyPool, Executor};
 use tokio::sync::mpsc;
 
 pub use inbound::{InboundStatus, NewInbound, Recorded};
+pub use kf::{AgentStatus, KfMessageStatus, Origin, SessionState};
+pub use outbox::{OutboxApi, OutboxStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

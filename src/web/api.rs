@@ -114,16 +114,10 @@ pub async fn failed_outbox(State(state): State<AppState>, headers: HeaderMap) ->
     if let Err(e) = authorize(&state, &headers) {
         return e.into_response();
     }
-    type Row = (String, String, String, i64, Option<String>);
-    let rows: Result<Vec<Row>, _> = sqlx::query_as(
-        "SELECT id, api, payload, attempts, last_error FROM outbox WHERE status = 'failed' ORDER BY created_at DESC LIMIT 200",
-    )
-    .fetch_all(state.store.pool())
-    .await;
-    match rows {
-        Ok(rows) => Json(json!({"failed": rows.into_iter().map(|(id, api, payload, attempts, err)| json!({
-            "id": id, "api": api, "payload": serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default(),
-            "attempts": attempts, "last_error": err,
+    match crate::store::outbox::failed(state.store.pool(), 200).await {
+        Ok(rows) => Json(json!({"failed": rows.into_iter().map(|r| json!({
+            "id": r.id, "api": r.api, "payload": serde_json::from_str::<serde_json::Value>(&r.payload).unwrap_or_default(),
+            "attempts": r.attempts, "last_error": r.last_error,
         })).collect::<Vec<_>>()}))
         .into_response(),
         Err(e) => {

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::store::{Backend, Store};
+use crate::store::{tokens, Backend, Store};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -33,6 +33,10 @@ pub enum ApiError {
     Decode { api: &'static str, detail: String },
     #[error("token store: {0}")]
     Store(String),
+    /// A call kefu cannot make as configured (an unknown outbox api, no robot key): retrying
+    /// will not help.
+    #[error("{api}: {detail}")]
+    Config { api: &'static str, detail: String },
 }
 
 impl ApiError {
@@ -44,11 +48,18 @@ impl ApiError {
         }
     }
 
-    fn retryable(&self) -> bool {
+    /// Worth trying again later: WeCom's "busy" answers (-1 system busy, 45009 and 45033
+    /// frequency limits), network trouble, an unreadable answer, and a token store that did
+    /// not answer (the database may be back by the next attempt). Every other WeCom code
+    /// (e.g. 95018, a send the session state forbids) and a configuration problem are final.
+    ///
+    /// The client's own retry loop and the outbox both follow this rule. (`Store` never
+    /// reaches the client's loop: a token store error ends the call before it.)
+    pub fn retryable(&self) -> bool {
         match self {
             ApiError::Api { code, .. } => matches!(code, -1 | 45009 | 45033),
-            ApiError::Network { .. } | ApiError::Decode { .. } => true,
-            ApiError::Store(_) => false,
+            ApiError::Network { .. } | ApiError::Decode { .. } | ApiError::Store(_) => true,
+            ApiError::Config { .. } => false,
         }
     }
 
@@ -58,6 +69,7 @@ impl ApiError {
             ApiError::Network { .. } => "network".into(),
             ApiError::Decode { .. } => "decode".into(),
             ApiError::Store(_) => "store".into(),
+            ApiError::Config { .. } => "config".into(),
         }
     }
 }
@@ -210,36 +222,23 @@ impl WecomClient {
     ) -> Result<CachedToken, ApiError> {
         let db = |e: sqlx::Error| ApiError::Store(e.to_string());
         let mut tx = store.pool().begin().await.map_err(db)?;
-        sqlx::query("INSERT INTO wecom_tokens (corp_id, access_token, good_until_ms) VALUES ($1, '', 0) ON CONFLICT (corp_id) DO NOTHING")
-            .bind(&self.corp_id)
-            .execute(&mut *tx)
+        let stored = tokens::lock_token(&mut tx, &self.corp_id)
             .await
             .map_err(db)?;
-        let (token, good_until_ms): (String, i64) = sqlx::query_as(
-            "SELECT access_token, good_until_ms FROM wecom_tokens WHERE corp_id = $1 FOR UPDATE",
-        )
-        .bind(&self.corp_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if !token.is_empty() && good_until_ms > self.clock.now_ms() && Some(token.as_str()) != stale
+        if !stored.access_token.is_empty()
+            && stored.good_until_ms > self.clock.now_ms()
+            && Some(stored.access_token.as_str()) != stale
         {
             tx.commit().await.map_err(db)?;
             return Ok(CachedToken {
-                token,
-                good_until_ms,
+                token: stored.access_token,
+                good_until_ms: stored.good_until_ms,
             });
         }
         let fresh = self.fetch_token().await?;
-        sqlx::query(
-            "UPDATE wecom_tokens SET access_token = $1, good_until_ms = $2 WHERE corp_id = $3",
-        )
-        .bind(&fresh.token)
-        .bind(fresh.good_until_ms)
-        .bind(&self.corp_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        tokens::save_token(&mut tx, &self.corp_id, &fresh.token, fresh.good_until_ms)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(fresh)
     }

@@ -1,0 +1,177 @@
+//! WeCom Customer Service (微信客服): pull, decide, send.
+//!
+//! A `kf_msg_or_event` callback only says "there is something new". [`KfService::pull`]
+//! fetches it with `kf/sync_msg`, paging while `has_more`, and stores each page's messages,
+//! the outbox rows they cause and the new cursor in **one transaction**, so a crash neither
+//! loses nor repeats a message. One consumer per `open_kfid` at a time: an in-process lock,
+//! plus a transaction-scoped advisory lock on PostgreSQL so replicas take turns.
+//!
+//! Every outgoing message goes to the `outbox` table first; [`KfService::send_due`] sends
+//! due rows with retries and marks them sent, or failed past the retry budget (listed for
+//! supervisors at `GET /api/outbox/failed`).
+//!
+//! The parts: [`pull`] (paging, cursor, locks, recording each message), [`decide`] (answer a
+//! shopper or hand the chat to a person; the message bodies are in [`bodies`]), [`events`]
+//! (one handler per event type), [`outbox`] (queue, send, retry, recover, alerts). This file
+//! holds the service itself and its background workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify};
+
+use crate::clock::SharedClock;
+use crate::crm::{self, CustomerProfile};
+use crate::ids::{ExternalUserId, OpenKfId};
+use crate::intent::SharedClassifier;
+use crate::store::{self, Store};
+use crate::wecom::api::{ApiError, WecomClient};
+
+mod bodies;
+mod decide;
+mod events;
+mod outbox;
+mod pull;
+
+/// Messages older than this when first pulled are history (e.g. the 3 days a first pull
+/// returns): recorded and left to a person, never answered by the bot.
+pub const HISTORY_CUTOFF_SECS: i64 = 10 * 60;
+/// Attempts before an outbox row is marked failed.
+pub const OUTBOX_ATTEMPTS: i64 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KfError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// What a shopper is told when a chat is handed to a person.
+#[derive(Debug, Clone)]
+pub struct Acks {
+    pub ack_text: String,
+    /// Instead of `ack_text` while every known agent of the account is off duty.
+    pub offline_ack_text: String,
+}
+
+impl Acks {
+    pub fn new(ack_text: impl Into<String>) -> Acks {
+        Acks {
+            ack_text: ack_text.into(),
+            offline_ack_text: crate::config::DEFAULT_OFFLINE_ACK_TEXT.into(),
+        }
+    }
+}
+
+impl From<&crate::config::CallbackConfig> for Acks {
+    fn from(c: &crate::config::CallbackConfig) -> Acks {
+        Acks {
+            ack_text: c.ack_text.clone(),
+            offline_ack_text: c.offline_ack_text.clone(),
+        }
+    }
+}
+
+/// What one pull did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullReport {
+    pub pages: usize,
+    pub new_messages: usize,
+    pub answered: usize,
+    pub handed_over: usize,
+}
+
+pub struct KfService {
+    store: Store,
+    client: Arc<WecomClient>,
+    classifier: Arc<SharedClassifier>,
+    clock: SharedClock,
+    acks: Acks,
+    /// Group robot for supervisors' alerts (outgoing messages that failed for good).
+    alert_webhook_key: Option<String>,
+    /// One pull per kf account at a time (see [`KfService::pull`]).
+    locks: Mutex<HashMap<OpenKfId, Arc<Mutex<()>>>>,
+    /// Woken when a pull has queued rows, so the sender does not wait for its next tick.
+    outbox_ready: Notify,
+    /// One `send_due` at a time in this process.
+    outbox_lock: Mutex<()>,
+}
+
+impl KfService {
+    pub fn new(
+        store: Store,
+        client: Arc<WecomClient>,
+        classifier: Arc<SharedClassifier>,
+        clock: SharedClock,
+        acks: Acks,
+        alert_webhook_key: Option<String>,
+    ) -> Arc<KfService> {
+        Arc::new(KfService {
+            store,
+            client,
+            classifier,
+            clock,
+            acks,
+            alert_webhook_key,
+            locks: Mutex::new(HashMap::new()),
+            outbox_ready: Notify::new(),
+            outbox_lock: Mutex::new(()),
+        })
+    }
+
+    /// The customer's nickname and tier, cached for a day (see [`crate::crm`]).
+    pub async fn profile(&self, external_userid: &ExternalUserId) -> CustomerProfile {
+        crm::profile(
+            &self.store,
+            &self.client,
+            self.clock.now_ms(),
+            external_userid,
+        )
+        .await
+    }
+
+    /// Background work until `shutdown` fires: the outbox sender, and a poller that pulls
+    /// every known kf account with its stored cursor as a safety net for lost callbacks.
+    pub fn spawn_workers(
+        self: &Arc<Self>,
+        poll_every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let service = self.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service.recover().await {
+                tracing::error!(error = %e, "outbox recovery failed");
+            }
+            loop {
+                if let Err(e) = service.send_due().await {
+                    tracing::warn!(error = %e, "outbox pass failed");
+                }
+                tokio::select! {
+                    _ = service.outbox_ready.notified() => {},
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(poll_every) => {},
+                    _ = shutdown.changed() => break,
+                }
+                let accounts = store::kf::known_accounts(service.store.pool())
+                    .await
+                    .unwrap_or_default();
+                for open_kfid in accounts {
+                    if let Err(e) = service.pull(&open_kfid, None).await {
+                        tracing::warn!(%open_kfid, error = %e, "safety-net pull failed");
+                    }
+                }
+            }
+        });
+    }
+}
