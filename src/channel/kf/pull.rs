@@ -249,18 +249,25 @@ impl KfService {
 }
 
 /// The messages of a page with the JSON each was read from. A message that does not read as
-/// a [`PulledMessage`] is logged and skipped.
+/// a [`PulledMessage`] (a field of an unexpected type) is still recorded as pulled, under its
+/// msgid, so that nothing WeCom delivered is lost, but nothing is done with it: no origin is
+/// read from it. Only a message without a string msgid cannot be recorded.
 fn parse_page(page: &Value) -> Vec<(&Value, PulledMessage)> {
     page["msg_list"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter_map(|raw| match PulledMessage::deserialize(raw) {
-            Ok(m) => Some((raw, m)),
+        .map(|raw| match PulledMessage::deserialize(raw) {
+            Ok(m) => (raw, m),
             Err(e) => {
-                tracing::warn!(error = %e, "unreadable kf message skipped");
-                None
+                tracing::warn!(error = %e, "unreadable kf message recorded as it came");
+                let fallback = PulledMessage {
+                    msgid: raw["msgid"].as_str().map(MsgId::from),
+                    msgtype: Some("unreadable".into()),
+                    ..PulledMessage::default()
+                };
+                (raw, fallback)
             }
         })
         .collect()
@@ -280,13 +287,15 @@ mod tests {
              "event": {"event_type": "msg_send_fail", "external_userid": "wm2", "fail_msgid": "kf1", "fail_type": 4}},
             {"origin": 3},
             {"msgid": 7},
+            {"msgid": "m5", "origin": "3", "msgtype": "text", "text": "在吗"},
         ]});
         let messages = parse_page(&page);
-        assert_eq!(
-            messages.len(),
-            3,
-            "the message whose msgid is a number is skipped"
-        );
+        assert_eq!(messages.len(), 5);
+        assert_eq!(messages[3].1.msgid, None, "a number is no msgid");
+        // Unreadable, but kept under its msgid, with nothing read from it to act on.
+        assert_eq!(messages[4].1.msgid, Some(MsgId::from("m5")));
+        assert_eq!(messages[4].1.msgtype.as_deref(), Some("unreadable"));
+        assert_eq!(messages[4].1.origin, None);
         let text = &messages[0].1;
         assert_eq!(text.msgid, Some(MsgId::from("m1")));
         assert_eq!(text.text_content(), Some("在吗"));
