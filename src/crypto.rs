@@ -11,7 +11,6 @@
 use aes::cipher::{block_padding::NoPadding, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as B64};
 use base64::Engine;
-use rand::Rng;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
@@ -215,7 +214,7 @@ impl MsgCrypt {
     /// Encrypt with a fresh random 16-byte prefix.
     pub fn encrypt(&self, message: &str) -> String {
         let mut random = [0u8; RANDOM_LEN];
-        rand::thread_rng().fill(&mut random);
+        rand::fill(&mut random);
         self.encrypt_with_random(message, &random)
     }
 

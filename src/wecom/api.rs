@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -245,7 +244,7 @@ impl WecomClient {
 
     async fn backoff(&self, attempt: u32) {
         let base = self.retry.base_delay.as_millis() as u64 * (1u64 << attempt.min(6));
-        let jitter = rand::thread_rng().gen_range(0..=base / 2 + 1);
+        let jitter = rand::random_range(0..=base / 2 + 1);
         tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
     }
 
