@@ -202,7 +202,7 @@ mod tests {
             let query_all = BooleanQuery::new(clauses);
             for limit in [1, 10, 48, 500] {
                 let expected = searcher
-                    .search(&query_all, &TopDocs::with_limit(limit))
+                    .search(&query_all, &TopDocs::with_limit(limit).order_by_score())
                     .unwrap();
                 let got = retrieval.top(&refs, limit).unwrap();
                 assert_eq!(got.len(), expected.len(), "{query:?} limit {limit}");
