@@ -175,10 +175,92 @@ const PRODUCTS: &[&str] = &[
     "咖啡",
 ];
 
+/// Cantonese words shoppers from Hong Kong and Guangdong write, as the Mandarin the library
+/// uses; applied after traditional characters became simplified. Longest first.
+const CANTONESE: &[(&str, &str)] = &[
+    ("系咪", "是不是"),
+    ("系唔系", "是不是"),
+    ("有冇", "有没有"),
+    ("唔该", "麻烦"),
+    ("乜嘢", "什么"),
+    ("咩嘢", "什么"),
+    ("点解", "为什么"),
+    ("点样", "怎么"),
+    ("点算", "怎么办"),
+    ("边度", "哪里"),
+    ("边个", "哪个"),
+    ("而家", "现在"),
+    ("几耐", "多久"),
+    ("收唔到", "没收到"),
+    ("唔见", "丢了"),
+    ("冇", "没有"),
+    ("咩", "什么"),
+    ("嘅", "的"),
+    ("咗", "了"),
+    ("喺", "在"),
+    ("揾", "找"),
+    ("啲", "些"),
+    ("俾", "给"),
+    ("佢", "他"),
+    ("唔", "不"),
+];
+
+/// WeChat's emoticon codes (`[捂脸]`, `[OK]`) are what the app shows as a small picture, not
+/// words: they are kept out of matching. These ones (and the emoji below) say the shopper is
+/// angry, which [`angry`] reports.
+const ANGRY_CODES: &[&str] = &[
+    "[发怒]", "[怒]", "[抓狂]", "[咒骂]", "[鄙视]", "[白眼]", "[敲打]", "[炸弹]",
+];
+const ANGRY_EMOJI: &[char] = &['😡', '😠', '🤬', '💢', '👿', '😤', '🖕'];
+
+/// Whether the message shows anger in an emoticon code or an emoji.
+pub fn angry(text: &str) -> bool {
+    text.chars().any(|c| ANGRY_EMOJI.contains(&c))
+        || ANGRY_CODES.iter().any(|code| text.contains(code))
+}
+
+/// Remove WeChat emoticon codes: a `[`, one to six letters or CJK characters, a `]`.
+fn strip_emoticon_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let code_len = after
+            .char_indices()
+            .take(7)
+            .find(|(_, c)| *c == ']')
+            .map(|(i, _)| i)
+            .filter(|i| *i > 0)
+            .filter(|i| after[..*i].chars().all(|c| is_cjk(c) || c.is_alphabetic()));
+        match code_len {
+            Some(len) => {
+                out.push(' ');
+                rest = &after[len + 1..];
+            }
+            None => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Traditional characters (and Taiwan's usual words) as simplified, with a table of the
+/// characters shoppers type most as a backstop.
+fn simplify(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_string();
+    }
+    hanconv::tw2sp(text).chars().map(t2s).collect()
+}
+
 /// Normalise a message. The output contains CJK characters, ASCII letters and digits,
 /// and single spaces.
 pub fn normalize(text: &str) -> String {
-    let folded = fold(text);
+    let folded = simplify(&strip_emoticon_codes(&fold(text)));
     let mut cleaned = String::with_capacity(folded.len());
     for c in folded.chars() {
         let c = t2s(c);
@@ -190,6 +272,11 @@ pub fn normalize(text: &str) -> String {
         }
     }
     let mut text = mask_numbers(cleaned.trim());
+    for (from, to) in CANTONESE {
+        if text.contains(from) {
+            text = text.replace(from, to);
+        }
+    }
     for (from, to) in SYNONYMS {
         if text.contains(from) {
             text = text.replace(from, to);
@@ -257,10 +344,14 @@ pub fn strip_filler(normalized: &str) -> String {
     }
 }
 
-/// Replace runs that look like order / tracking numbers or mobile numbers.
+/// Replace runs that look like order / tracking numbers or mobile numbers with what they
+/// are, and body measurements with their slot: a weight (`55kg`, `100斤`, `50公斤`) becomes
+/// 体重 and a height (`165cm`, `165厘米`, or a bare 140–199 beside a weight) becomes 身高,
+/// which is how a size question reads whatever the numbers.
 fn mask_numbers(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let chars: Vec<char> = text.chars().collect();
+    let has_weight = has_weight(&chars);
     let mut i = 0;
     while i < chars.len() {
         if chars[i].is_ascii_alphanumeric() {
@@ -270,10 +361,38 @@ fn mask_numbers(text: &str) -> String {
             }
             let run: String = chars[start..i].iter().collect();
             let digits = run.bytes().filter(u8::is_ascii_digit).count();
+            let all_digits = digits == run.len();
+            let number: Option<u32> = run
+                .strip_suffix("kg")
+                .or_else(|| run.strip_suffix("cm"))
+                .unwrap_or(&run)
+                .parse()
+                .ok();
+            // A unit may follow after one space ("110 斤").
+            let gap = usize::from(chars.get(i) == Some(&' '));
+            let unit_after = |unit: &str| {
+                chars[i + gap..]
+                    .iter()
+                    .take(unit.chars().count())
+                    .copied()
+                    .eq(unit.chars())
+            };
             let word = if run.len() == 11 && digits == 11 && run.starts_with('1') {
                 " 手机号 ".to_string()
             } else if digits >= 6 && run.len() >= 8 {
                 " 单号 ".to_string()
+            } else if number.is_some() && run.ends_with("kg") {
+                " 体重 ".to_string()
+            } else if number.is_some() && run.ends_with("cm") {
+                " 身高 ".to_string()
+            } else if all_digits && (unit_after("公斤") || unit_after("斤")) {
+                i += gap + if unit_after("公斤") { 2 } else { 1 };
+                " 体重 ".to_string()
+            } else if all_digits && unit_after("厘米") {
+                i += gap + 2;
+                " 身高 ".to_string()
+            } else if all_digits && has_weight && number.is_some_and(|n| (140..200).contains(&n)) {
+                " 身高 ".to_string()
             } else {
                 format!(" {run} ")
             };
@@ -284,6 +403,23 @@ fn mask_numbers(text: &str) -> String {
         }
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether the text gives a weight: digits followed by kg, 斤 or 公斤.
+fn has_weight(chars: &[char]) -> bool {
+    chars.iter().enumerate().any(|(i, c)| {
+        let at = if chars.get(i + 1) == Some(&' ') {
+            i + 2
+        } else {
+            i + 1
+        };
+        c.is_ascii_digit()
+            && match chars.get(at) {
+                Some('斤') | Some('公') => true,
+                Some('k') => chars.get(at + 1) == Some(&'g'),
+                _ => false,
+            }
+    })
 }
 
 #[cfg(test)]
@@ -299,9 +435,32 @@ mod tests {
         );
         assert_eq!(normalize("SF1234567890123到哪了!!!"), "单号 到哪了");
         assert_eq!(normalize("换绑13812345678"), "换绑 手机号");
-        assert_eq!(normalize("158 100斤选S还是M"), "158 100 斤选 s 还是 m");
+        assert_eq!(normalize("158 100斤选S还是M"), "身高 体重 选 s 还是 m");
+        assert_eq!(normalize("身高165 55kg穿多大"), "身高 身高 体重 穿多大");
+        assert_eq!(normalize("165cm 110 斤"), "身高 体重");
+        assert_eq!(normalize("买了3件 一共299"), "买了 3 件 一共 299");
         assert_eq!(normalize("   "), "");
         assert_eq!(normalize("优惠卷咋用"), "优惠券怎么用");
+    }
+
+    #[test]
+    fn traditional_cantonese_and_emoticon_codes() {
+        assert_eq!(
+            normalize("親，請問我的包裹什麼時候到？"),
+            "亲 请问我的包裹什么时候到"
+        );
+        assert_eq!(normalize("軟體"), "软件");
+        assert_eq!(
+            normalize("我嘅貨幾時到？係咪寄咗"),
+            "我的货什么时候到 是不是寄了"
+        );
+        assert_eq!(normalize("[捂脸][捂脸]尺码不对"), "尺码不对");
+        assert_eq!(normalize("[OK]好的"), "好的");
+        // Brackets around anything else are only punctuation.
+        assert_eq!(normalize("[订单12345678]"), "订单 单号");
+        assert!(super::angry("又发错了[发怒]"));
+        assert!(super::angry("气死了😡"));
+        assert!(!super::angry("[捂脸]发错了"));
     }
 
     #[test]
