@@ -70,7 +70,7 @@ fn wire(
             Arc::new(client),
             classifier.clone(),
             clock.clone(),
-            (&config.callback).into(),
+            config.acks.clone(),
             w.alert_webhook_key.clone(),
         ))
     });
@@ -79,7 +79,7 @@ fn wire(
         metrics.clone(),
         clock.clone(),
         classifier.clone(),
-        config.callback.ack_text.clone(),
+        config.acks.ack_text.clone(),
     );
     if let Some(kf) = &kf {
         intake = intake.with_kf(kf.clone());

@@ -1,13 +1,10 @@
 //! WeCom Customer Service end to end through the simulator: a shopper writes, WeCom calls
 //! back, kefu pulls, decides and answers through the outbox — on SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kefu::simulate::Simulator;
 use serde_json::{json, Value};
 
@@ -39,19 +36,14 @@ async fn start_with(
         Some(w) => w,
         None => simulator().await,
     };
-    let app = TestApp::start_with(db, move |t| {
-        let mut t = t.replace(
-            &format!("encoding_aes_key = \"{AES_KEY}\"\n"),
-            &format!(
-                "encoding_aes_key = \"{AES_KEY}\"\nsecret = \"{SECRET}\"\napi_base = \"{base}\"\nalert_webhook_key = \"{ROBOT}\"\n"
-            ),
-        );
+    let app = TestApp::start_with(db, move |c| {
+        let wecom = c.wecom.as_mut().expect("[wecom] configured");
+        wecom.secret = Some(SECRET.into());
+        wecom.api_base = base.trim_end_matches('/').to_owned();
+        wecom.alert_webhook_key = Some(ROBOT.into());
         if let Some(url) = url {
-            let start = t.find("database_url = \"").unwrap();
-            let end = t[start + 16..].find('"').unwrap() + start + 16;
-            t.replace_range(start..=end, &format!("database_url = \"{url}\""));
+            c.database_url = url;
         }
-        t
     })
     .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -407,8 +399,9 @@ async fn replicas(
     Vec<Arc<kefu::channel::kf::KfService>>,
     tokio::sync::watch::Sender<bool>,
 ) {
-    use kefu::channel::kf::{Acks, KfService};
+    use kefu::channel::kf::KfService;
     use kefu::clock::SystemClock;
+    use kefu::config::AckTexts;
     use kefu::intent::{SharedClassifier, Thresholds};
     use kefu::metrics::Metrics;
     use kefu::store::Store;
@@ -437,7 +430,7 @@ async fn replicas(
             Arc::new(client),
             Arc::new(classifier),
             clock,
-            Acks::new(ack),
+            AckTexts::new(ack),
             None,
         );
         kf.spawn_workers(Duration::from_millis(100), stopped.clone());
