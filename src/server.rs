@@ -1,5 +1,6 @@
-//! Running the HTTP server: bind, serve until a shutdown signal, finish in-flight requests,
-//! then close the store.
+//! Running the HTTP server: wire the services from the configuration (the one place that
+//! does), bind, serve until a shutdown signal, finish in-flight requests, then close the
+//! store.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,13 +8,18 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::channel::kf::KfService;
+use crate::channel::Intake;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{redact_url, Config};
 use crate::intent::SharedClassifier;
+use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::web::{router, AppState};
+use crate::web::{router, AppState, MpChannel, Services};
+use crate::wecom::api::{RetryPolicy, WecomClient};
 
-/// Connect the store and build the application state.
+/// Load the reply library, connect the store and wire the services into the application
+/// state.
 pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let dir = config.replies_dir.clone();
     let thresholds = config.classifier;
@@ -36,7 +42,66 @@ pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<AppStat
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?;
-    Ok(AppState::new(config, store, clock, Arc::new(classifier)))
+    Ok(wire(config, store, clock, Arc::new(classifier)))
+}
+
+/// Build every service from the configuration: the WeCom client and the kf loop (when
+/// `[wecom] secret` is set), the intake, and each channel's callback crypto.
+fn wire(
+    config: Config,
+    store: Store,
+    clock: SharedClock,
+    classifier: Arc<SharedClassifier>,
+) -> AppState {
+    let metrics = Arc::new(Metrics::new());
+    let kf = config.wecom.as_ref().and_then(|w| {
+        let secret = w.secret.as_deref()?;
+        let client = WecomClient::new(
+            &w.api_base,
+            &w.corp_id,
+            secret,
+            Some(store.clone()),
+            metrics.clone(),
+            clock.clone(),
+            RetryPolicy::default(),
+        );
+        Some(KfService::new(
+            store.clone(),
+            Arc::new(client),
+            classifier.clone(),
+            clock.clone(),
+            config.acks.clone(),
+            w.alert_webhook_key.clone(),
+        ))
+    });
+    let mut intake = Intake::new(
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        classifier.clone(),
+        config.acks.ack_text.clone(),
+    );
+    if let Some(kf) = &kf {
+        intake = intake.with_kf(kf.clone());
+    }
+    let wecom_crypt = config.wecom.as_ref().map(|w| Arc::new(w.crypt()));
+    let mp = config.mp.as_ref().map(|m| {
+        Arc::new(MpChannel {
+            token: m.token.clone(),
+            crypt: m.crypt(),
+        })
+    });
+    AppState::new(Services {
+        config: Arc::new(config),
+        store,
+        metrics,
+        clock,
+        classifier,
+        intake,
+        kf,
+        wecom_crypt,
+        mp,
+    })
 }
 
 /// Reload the reply library on SIGHUP, for as long as the process runs.

@@ -39,6 +39,8 @@ pub struct Accepted {
     pub reply_text: Option<String>,
 }
 
+/// Records every verified callback exactly once and decides its passive reply; starts a kf
+/// pull when WeCom says messages are waiting.
 #[derive(Clone)]
 pub struct Intake {
     store: Store,
@@ -90,9 +92,9 @@ impl Intake {
         raw_xml: String,
         msg: InboundMessage,
     ) -> Result<Accepted, StoreError> {
-        let d = self.decide(channel, &msg);
+        let decision = self.decide(channel, &msg);
         let now = self.clock.now_ms();
-        let rec = NewInbound {
+        let record = NewInbound {
             id: new_id(now),
             channel: channel.as_str(),
             dedup_key: msg.dedup_key(&raw_xml),
@@ -104,14 +106,14 @@ impl Intake {
             content: msg.text().map(str::to_owned),
             raw_xml,
             received_at: now,
-            status: d.status,
-            reply_text: d.reply_text.clone(),
-            intent: d.intent,
-            confidence: d.confidence,
-            reply_id: d.reply_id,
+            status: decision.status,
+            reply_text: decision.reply_text.clone(),
+            intent: decision.intent,
+            confidence: decision.confidence,
+            reply_id: decision.reply_id,
         };
-        let reply_text = d.reply_text;
-        match self.store.record_inbound(rec).await? {
+        let reply_text = decision.reply_text;
+        match self.store.record_inbound(record).await? {
             Recorded::New => {
                 if let (Some(kf), MsgBody::KfMsgOrEvent { token, open_kfid }) =
                     (&self.kf, &msg.body)
@@ -120,8 +122,8 @@ impl Intake {
                     let (kf, token, open_kfid) = (kf.clone(), token.clone(), open_kfid.clone());
                     tokio::spawn(async move {
                         match kf.pull(&open_kfid, Some(&token)).await {
-                            Ok(r) => {
-                                tracing::info!(%open_kfid, new = r.new_messages, answered = r.answered, handed_over = r.handed_over, "kf pull")
+                            Ok(report) => {
+                                tracing::info!(%open_kfid, new = report.new_messages, answered = report.answered, handed_over = report.handed_over, "kf pull")
                             }
                             Err(e) => {
                                 tracing::warn!(%open_kfid, error = %e, "kf pull failed; the poller will retry")
@@ -165,13 +167,13 @@ impl Intake {
             // message waits for a person.
             (MsgBody::Text { content }, Channel::Mp) => {
                 let classifier = self.classifier.current();
-                let c = classifier.classify(content);
-                let reply = c
+                let verdict = classifier.classify(content);
+                let reply = verdict
                     .reply_id
                     .as_deref()
                     .and_then(|id| classifier.library().get(id));
                 let (status, reply_text) = match reply {
-                    Some(r) if c.auto_answer() => (
+                    Some(r) if verdict.auto_answer() => (
                         InboundStatus::Answered,
                         classifier.library().render(r, None, None),
                     ),
@@ -180,9 +182,9 @@ impl Intake {
                 Decision {
                     status,
                     reply_text: Some(reply_text),
-                    intent: Some(c.intent),
-                    confidence: Some(c.confidence as f64),
-                    reply_id: c.reply_id,
+                    intent: Some(verdict.intent),
+                    confidence: Some(verdict.confidence as f64),
+                    reply_id: verdict.reply_id,
                 }
             }
             _ => Decision {

@@ -2,15 +2,17 @@
 //!
 //! Each handler is a straight line: read the query and a size-limited body, check the
 //! timestamp and signature, decrypt, parse into a typed message, hand it to the intake, answer.
-//! Any refusal is a [`Reject`], logged with its reason (never with secrets or customer text)
+//! Any refusal is a [`WebError`], logged with its reason (never with secrets or customer text)
 //! and counted; nothing is stored unless every check passed.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 
-use super::{AppState, Reject};
+use super::{AppState, WebError};
 use crate::channel::Channel;
 use crate::crypto::{sha1_signature, signature_matches, CryptoError, MsgCrypt};
 use crate::wecom::xml::text_reply;
@@ -18,6 +20,18 @@ use crate::wecom::{parse_envelope, parse_message};
 
 const WECOM_ROUTE: &str = "/wecom/callback";
 const MP_ROUTE: &str = "/wechat/callback";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            WECOM_ROUTE,
+            get(wecom_verify).post(wecom_message).fallback(wrong_method),
+        )
+        .route(
+            MP_ROUTE,
+            get(mp_verify).post(mp_message).fallback(wrong_method),
+        )
+}
 
 /// The query parameters WeCom and WeChat send.
 #[derive(Debug, Default)]
@@ -31,9 +45,9 @@ struct CallbackQuery {
 }
 
 impl CallbackQuery {
-    fn parse(raw: Option<String>) -> Result<Self, Reject> {
+    fn parse(raw: Option<String>) -> Result<Self, WebError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-            .map_err(|_| Reject::new(StatusCode::BAD_REQUEST, "bad_query"))?;
+            .map_err(|_| WebError::BadQuery)?;
         let mut q = CallbackQuery::default();
         for (k, v) in pairs {
             let slot = match k.as_str() {
@@ -50,34 +64,36 @@ impl CallbackQuery {
         Ok(q)
     }
 
-    fn need(field: &Option<String>) -> Result<&str, Reject> {
+    fn need(field: &Option<String>) -> Result<&str, WebError> {
         match field.as_deref() {
             Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(Reject::MISSING_PARAM),
+            _ => Err(WebError::MissingParam),
         }
     }
 }
 
-/// Log and count a refusal, then turn it into the response.
-fn refuse(state: &AppState, route: &'static str, r: Reject) -> Response {
-    tracing::warn!(
-        route,
-        reason = r.reason,
-        status = r.status.as_u16(),
-        "callback refused"
-    );
-    state.metrics.reject(route, r.reason);
-    r.into_response()
+/// The response to one callback: the handler's answer, or its refusal, logged and counted.
+fn answer(state: &AppState, route: &'static str, outcome: Result<Response, WebError>) -> Response {
+    outcome.unwrap_or_else(|refusal| {
+        tracing::warn!(
+            route,
+            reason = refusal.reason(),
+            status = refusal.status().as_u16(),
+            "callback refused"
+        );
+        state.metrics.reject(route, refusal.reason());
+        refusal.into_response()
+    })
 }
 
-fn check_timestamp(state: &AppState, timestamp: &str) -> Result<(), Reject> {
+fn check_timestamp(state: &AppState, timestamp: &str) -> Result<(), WebError> {
     let ts: i64 = timestamp
         .trim()
         .parse()
-        .map_err(|_| Reject::BAD_TIMESTAMP)?;
+        .map_err(|_| WebError::BadTimestamp)?;
     let tolerance = state.config.callback.timestamp_tolerance_secs as i64;
     if (state.clock.now_secs() - ts).abs() > tolerance {
-        return Err(Reject::STALE_TIMESTAMP);
+        return Err(WebError::StaleTimestamp);
     }
     Ok(())
 }
@@ -88,19 +104,19 @@ fn base64_param(v: &str) -> String {
     v.replace(' ', "+")
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, Reject> {
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, WebError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let mime = ct.split(';').next().unwrap_or("").trim();
         let ok = mime.is_empty() || mime.ends_with("/xml") || mime == "text/plain";
         if !ok {
-            return Err(Reject::CONTENT_TYPE);
+            return Err(WebError::UnsupportedContentType);
         }
     }
     let bytes = to_bytes(body, state.config.callback.max_body_bytes)
         .await
-        .map_err(|_| Reject::TOO_LARGE)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| Reject::NOT_UTF8)
+        .map_err(|_| WebError::BodyTooLarge)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| WebError::BodyNotUtf8)
 }
 
 fn xml_response(body: String) -> Response {
@@ -111,60 +127,58 @@ fn xml_response(body: String) -> Response {
         .into_response()
 }
 
+fn text_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
 fn success() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "success",
-    )
-        .into_response()
+    text_response("success".to_owned())
 }
 
 fn fresh_nonce() -> String {
     rand::random::<u32>().to_string()
 }
 
-pub async fn wrong_method(State(state): State<AppState>, method: Method) -> Response {
+/// Any method but GET and POST: counted under the `callback` route, logged only at debug
+/// (scanners do this all day).
+async fn wrong_method(State(state): State<AppState>, method: Method) -> Response {
     tracing::debug!(%method, "method not allowed on callback route");
-    state.metrics.reject("callback", Reject::METHOD.reason);
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "GET, POST")],
-        Reject::METHOD.reason,
-    )
-        .into_response()
+    let refusal = WebError::MethodNotAllowed;
+    state.metrics.reject("callback", refusal.reason());
+    refusal.into_response()
 }
 
 // ---------------------------------------------------------------- WeCom
 
 /// URL verification: verify `msg_signature` over `echostr`, answer its decrypted plaintext.
-pub async fn wecom_verify(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    match wecom_verify_inner(&state, raw) {
-        Ok(plain) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], plain).into_response(),
-        Err(r) => refuse(&state, WECOM_ROUTE, r),
-    }
+async fn wecom_verify(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    answer(&state, WECOM_ROUTE, wecom_verify_inner(&state, raw))
 }
 
-fn wecom_verify_inner(state: &AppState, raw: Option<String>) -> Result<String, Reject> {
-    let crypt = state.wecom.as_ref().ok_or(Reject::NOT_CONFIGURED)?;
+fn wecom_verify_inner(state: &AppState, raw: Option<String>) -> Result<Response, WebError> {
+    let crypt = state
+        .wecom_crypt
+        .as_ref()
+        .ok_or(WebError::ChannelNotConfigured)?;
     let q = CallbackQuery::parse(raw)?;
     let sig = CallbackQuery::need(&q.msg_signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
     let nonce = CallbackQuery::need(&q.nonce)?;
     let echostr = base64_param(CallbackQuery::need(&q.echostr)?);
     check_timestamp(state, ts)?;
-    Ok(crypt.verify_and_decrypt(sig, ts, nonce, &echostr)?)
+    Ok(text_response(
+        crypt.verify_and_decrypt(sig, ts, nonce, &echostr)?,
+    ))
 }
 
-pub async fn wecom_message(
+async fn wecom_message(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match wecom_message_inner(&state, raw, &headers, body).await {
-        Ok(resp) => resp,
-        Err(r) => refuse(&state, WECOM_ROUTE, r),
-    }
+    let outcome = wecom_message_inner(&state, raw, &headers, body).await;
+    answer(&state, WECOM_ROUTE, outcome)
 }
 
 async fn wecom_message_inner(
@@ -172,8 +186,11 @@ async fn wecom_message_inner(
     raw: Option<String>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Reject> {
-    let crypt = state.wecom.clone().ok_or(Reject::NOT_CONFIGURED)?;
+) -> Result<Response, WebError> {
+    let crypt = state
+        .wecom_crypt
+        .clone()
+        .ok_or(WebError::ChannelNotConfigured)?;
     let q = CallbackQuery::parse(raw)?;
     let sig = CallbackQuery::need(&q.msg_signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
@@ -189,7 +206,7 @@ async fn wecom_message_inner(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not record a WeCom callback");
-            Reject::STORE
+            WebError::StoreUnavailable
         })?;
     tracing::debug!(duplicate = accepted.duplicate, "wecom callback recorded");
     // WeCom app and kf callbacks are acknowledged without a passive reply; kf messages are
@@ -200,15 +217,12 @@ async fn wecom_message_inner(
 // ---------------------------------------------------------------- Official Account
 
 /// Official Account URL verification is plain: check `signature`, echo `echostr`.
-pub async fn mp_verify(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    match mp_verify_inner(&state, raw) {
-        Ok(echo) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response(),
-        Err(r) => refuse(&state, MP_ROUTE, r),
-    }
+async fn mp_verify(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    answer(&state, MP_ROUTE, mp_verify_inner(&state, raw))
 }
 
-fn mp_verify_inner(state: &AppState, raw: Option<String>) -> Result<String, Reject> {
-    let mp = state.mp.as_ref().ok_or(Reject::NOT_CONFIGURED)?;
+fn mp_verify_inner(state: &AppState, raw: Option<String>) -> Result<Response, WebError> {
+    let mp = state.mp.as_ref().ok_or(WebError::ChannelNotConfigured)?;
     let q = CallbackQuery::parse(raw)?;
     let sig = CallbackQuery::need(&q.signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
@@ -216,10 +230,10 @@ fn mp_verify_inner(state: &AppState, raw: Option<String>) -> Result<String, Reje
     let echostr = CallbackQuery::need(&q.echostr)?;
     check_timestamp(state, ts)?;
     check_plain_signature(&mp.token, sig, ts, nonce)?;
-    Ok(echostr.to_owned())
+    Ok(text_response(echostr.to_owned()))
 }
 
-fn check_plain_signature(token: &str, sig: &str, ts: &str, nonce: &str) -> Result<(), Reject> {
+fn check_plain_signature(token: &str, sig: &str, ts: &str, nonce: &str) -> Result<(), WebError> {
     if signature_matches(&sha1_signature(&[token, ts, nonce]), sig) {
         Ok(())
     } else {
@@ -227,16 +241,14 @@ fn check_plain_signature(token: &str, sig: &str, ts: &str, nonce: &str) -> Resul
     }
 }
 
-pub async fn mp_message(
+async fn mp_message(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match mp_message_inner(&state, raw, &headers, body).await {
-        Ok(resp) => resp,
-        Err(r) => refuse(&state, MP_ROUTE, r),
-    }
+    let outcome = mp_message_inner(&state, raw, &headers, body).await;
+    answer(&state, MP_ROUTE, outcome)
 }
 
 async fn mp_message_inner(
@@ -244,8 +256,8 @@ async fn mp_message_inner(
     raw: Option<String>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Reject> {
-    let mp = state.mp.clone().ok_or(Reject::NOT_CONFIGURED)?;
+) -> Result<Response, WebError> {
+    let mp = state.mp.clone().ok_or(WebError::ChannelNotConfigured)?;
     let q = CallbackQuery::parse(raw)?;
     let ts = CallbackQuery::need(&q.timestamp)?.to_owned();
     let nonce = CallbackQuery::need(&q.nonce)?.to_owned();
@@ -253,19 +265,19 @@ async fn mp_message_inner(
     let safe_mode = match q.encrypt_type.as_deref() {
         None | Some("") | Some("raw") => false,
         Some("aes") => true,
-        Some(_) => return Err(Reject::MODE),
+        Some(_) => return Err(WebError::EncryptTypeMismatch),
     };
     // The plain signature rides on every request; in safe mode msg_signature is what binds
     // the body, so the plain one is checked when present.
     match (&q.signature, safe_mode) {
         (Some(sig), _) => check_plain_signature(&mp.token, sig, &ts, &nonce)?,
-        (None, false) => return Err(Reject::MISSING_PARAM),
+        (None, false) => return Err(WebError::MissingParam),
         (None, true) => {}
     }
     let body = read_body(state, headers, body).await?;
 
     let (plain, crypt): (String, Option<&MsgCrypt>) = if safe_mode {
-        let crypt = mp.crypt.as_ref().ok_or(Reject::MODE)?;
+        let crypt = mp.crypt.as_ref().ok_or(WebError::EncryptTypeMismatch)?;
         let sig = CallbackQuery::need(&q.msg_signature)?;
         let envelope = parse_envelope(&body)?;
         (
@@ -276,7 +288,7 @@ async fn mp_message_inner(
         if mp.crypt.is_some() {
             // An account configured for safe mode does not take unencrypted bodies: a leaked
             // token alone must not be enough to inject messages.
-            return Err(Reject::MODE);
+            return Err(WebError::EncryptTypeMismatch);
         }
         (body, None)
     };
@@ -288,7 +300,7 @@ async fn mp_message_inner(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not record an Official Account callback");
-            Reject::STORE
+            WebError::StoreUnavailable
         })?;
     let (Some(reply), Some(shopper)) = (accepted.reply_text, from_user) else {
         return Ok(success());

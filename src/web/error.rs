@@ -1,67 +1,160 @@
-//! How a refused callback becomes a response: a specific 4xx (or 503 when the store is down,
-//! so WeCom retries) with a short reason, never a 500 with internals.
+//! Every way a request is refused, and the response each becomes.
+//!
+//! Callback refusals answer a specific 4xx (or 503 when the store is down, so WeCom retries)
+//! with a stable snake_case reason as a plain-text body; the callback handlers log and count
+//! them under that reason (`kefu_callback_rejects_total`). JSON API refusals answer
+//! `{"error": …}`. Internal details (store errors, panics) are logged where they happen and
+//! never sent.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
 
 use crate::crypto::CryptoError;
 use crate::wecom::XmlError;
 
-/// A refused request. `reason` is a stable snake_case label shown to the client, logged and
-/// counted in `kefu_callback_rejects_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reject {
-    pub status: StatusCode,
-    pub reason: &'static str,
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebError {
+    // ------------------------------------------------ callbacks: plain-text reason bodies
+    /// 400 `bad_query`: the query string is not form-encoded.
+    BadQuery,
+    /// 400 `missing_param`: a required query parameter is absent or empty.
+    MissingParam,
+    /// 400 `bad_timestamp`: `timestamp` is not a number.
+    BadTimestamp,
+    /// 403 `stale_timestamp`: `timestamp` is further from our clock than
+    /// `callback.timestamp_tolerance_secs`.
+    StaleTimestamp,
+    /// 413 `body_too_large`: the body is larger than `callback.max_body_bytes`.
+    BodyTooLarge,
+    /// 400 `body_not_utf8`: the body is not UTF-8.
+    BodyNotUtf8,
+    /// 415 `unsupported_content_type`: Content-Type is neither XML nor text.
+    UnsupportedContentType,
+    /// 405 `method_not_allowed`, with `Allow: GET, POST`: the route exists but not for this
+    /// method.
+    MethodNotAllowed,
+    /// 404 `channel_not_configured`: the channel has no configuration.
+    ChannelNotConfigured,
+    /// 400 `unsupported_encrypt_type`: an unknown `encrypt_type`, a plaintext request where
+    /// the channel requires safe mode, or the reverse.
+    EncryptTypeMismatch,
+    /// 403 for a wrong signature or receive id, 400 for any other decryption failure; the
+    /// reason is [`CryptoError::reason`].
+    Crypto(CryptoError),
+    /// 400 with [`XmlError::reason`]: the envelope or message does not parse.
+    Xml(XmlError),
+    /// 503 `store_unavailable`: the store could not record the message. WeCom will retry;
+    /// nothing was acknowledged.
+    StoreUnavailable,
+
+    // ------------------------------------------------ JSON API: `{"error": …}` bodies
+    /// 403 `{"error": "the JSON API is disabled: set admin_token"}`.
+    ApiDisabled,
+    /// 401 `{"error": "bad or missing bearer token"}`.
+    BadBearerToken,
+    /// 422 `{"error": …, "problems": […]}`: the reply library on disk is invalid; the running
+    /// one stays.
+    InvalidLibrary(Vec<String>),
+    /// 422 `{"error": <message>}`: the reply library could not be reloaded; the message is
+    /// the loader's diagnostic (a file and what is wrong with it), meant for the operator.
+    ReloadFailed(String),
+    /// 503 `{"error": "store unavailable"}`.
+    ApiStoreUnavailable,
+    /// 500 `{"error": <message>}`: something failed that the caller cannot fix; the cause was
+    /// logged.
+    Internal(&'static str),
 }
 
-impl Reject {
-    pub const fn new(status: StatusCode, reason: &'static str) -> Self {
-        Reject { status, reason }
+impl WebError {
+    pub fn status(&self) -> StatusCode {
+        use WebError::*;
+        match self {
+            BadQuery | MissingParam | BadTimestamp | BodyNotUtf8 | EncryptTypeMismatch | Xml(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            StaleTimestamp => StatusCode::FORBIDDEN,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ChannelNotConfigured => StatusCode::NOT_FOUND,
+            Crypto(CryptoError::Signature | CryptoError::ReceiveId) => StatusCode::FORBIDDEN,
+            Crypto(_) => StatusCode::BAD_REQUEST,
+            StoreUnavailable | ApiStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiDisabled => StatusCode::FORBIDDEN,
+            BadBearerToken => StatusCode::UNAUTHORIZED,
+            InvalidLibrary(_) | ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
-    /// A required query parameter is absent or empty.
-    pub const MISSING_PARAM: Reject = Reject::new(StatusCode::BAD_REQUEST, "missing_param");
-    /// `timestamp` is not a number.
-    pub const BAD_TIMESTAMP: Reject = Reject::new(StatusCode::BAD_REQUEST, "bad_timestamp");
-    /// `timestamp` is further from our clock than the configured tolerance.
-    pub const STALE_TIMESTAMP: Reject = Reject::new(StatusCode::FORBIDDEN, "stale_timestamp");
-    /// Body larger than `callback.max_body_bytes`.
-    pub const TOO_LARGE: Reject = Reject::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    /// Body is not UTF-8.
-    pub const NOT_UTF8: Reject = Reject::new(StatusCode::BAD_REQUEST, "body_not_utf8");
-    /// Content-Type is not XML or text.
-    pub const CONTENT_TYPE: Reject = Reject::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_content_type",
-    );
-    /// The route exists but not for this method.
-    pub const METHOD: Reject = Reject::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    /// The channel has no configuration.
-    pub const NOT_CONFIGURED: Reject = Reject::new(StatusCode::NOT_FOUND, "channel_not_configured");
-    /// Plaintext-mode request where the channel requires safe mode, or the reverse.
-    pub const MODE: Reject = Reject::new(StatusCode::BAD_REQUEST, "unsupported_encrypt_type");
-    /// The store could not record the message: WeCom will retry, nothing was acknowledged.
-    pub const STORE: Reject = Reject::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+
+    /// A stable snake_case label: the body of a callback refusal, and what logs and metrics
+    /// record.
+    pub fn reason(&self) -> &'static str {
+        use WebError::*;
+        match self {
+            BadQuery => "bad_query",
+            MissingParam => "missing_param",
+            BadTimestamp => "bad_timestamp",
+            StaleTimestamp => "stale_timestamp",
+            BodyTooLarge => "body_too_large",
+            BodyNotUtf8 => "body_not_utf8",
+            UnsupportedContentType => "unsupported_content_type",
+            MethodNotAllowed => "method_not_allowed",
+            ChannelNotConfigured => "channel_not_configured",
+            EncryptTypeMismatch => "unsupported_encrypt_type",
+            Crypto(e) => e.reason(),
+            Xml(e) => e.reason(),
+            StoreUnavailable | ApiStoreUnavailable => "store_unavailable",
+            ApiDisabled => "api_disabled",
+            BadBearerToken => "bad_bearer_token",
+            InvalidLibrary(_) => "invalid_library",
+            ReloadFailed(_) => "reload_failed",
+            Internal(_) => "internal",
+        }
+    }
 }
 
-impl From<CryptoError> for Reject {
+impl From<CryptoError> for WebError {
     fn from(e: CryptoError) -> Self {
-        let status = match e {
-            CryptoError::Signature | CryptoError::ReceiveId => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Reject::new(status, e.reason())
+        WebError::Crypto(e)
     }
 }
 
-impl From<XmlError> for Reject {
+impl From<XmlError> for WebError {
     fn from(e: XmlError) -> Self {
-        Reject::new(StatusCode::BAD_REQUEST, e.reason())
+        WebError::Xml(e)
     }
 }
 
-impl IntoResponse for Reject {
+impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        (self.status, self.reason).into_response()
+        let status = self.status();
+        let json_error =
+            |message: &str| (status, Json(json!({ "error": message }))).into_response();
+        match self {
+            WebError::MethodNotAllowed => (
+                status,
+                [(header::ALLOW, "GET, POST")],
+                WebError::MethodNotAllowed.reason(),
+            )
+                .into_response(),
+            WebError::ApiDisabled => json_error("the JSON API is disabled: set admin_token"),
+            WebError::BadBearerToken => json_error("bad or missing bearer token"),
+            WebError::InvalidLibrary(problems) => (
+                status,
+                Json(json!({
+                    "error": "the reply library has problems; the previous library stays in use",
+                    "problems": problems,
+                })),
+            )
+                .into_response(),
+            WebError::ReloadFailed(message) => json_error(&message),
+            WebError::ApiStoreUnavailable => json_error("store unavailable"),
+            WebError::Internal(message) => json_error(message),
+            callback => (status, callback.reason()).into_response(),
+        }
     }
 }

@@ -1,7 +1,9 @@
-//! HTTP surface: the whole router is built here, from per-concern modules, around one
-//! shared [`AppState`].
+//! HTTP surface: each module owns its routes ([`callback`], [`api`], [`ops`]) and they are
+//! merged here, around one shared [`AppState`] and one error type, [`WebError`]. The
+//! services behind the state are wired in [`crate::server`].
 
 mod api;
+mod auth;
 mod callback;
 mod error;
 mod ops;
@@ -12,9 +14,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 
+use crate::channel::kf::KfService;
 use crate::channel::Intake;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -23,20 +25,28 @@ use crate::intent::SharedClassifier;
 use crate::metrics::{Metrics, RouteLabel, RouteOutcome};
 use crate::store::Store;
 
-pub use error::Reject;
+pub use auth::Admin;
+pub use error::WebError;
 
 /// Everything a handler may need, behind one `Arc`: axum clones the state for every request.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+    type Target = Services;
+    fn deref(&self) -> &Services {
         &self.0
     }
 }
 
-pub struct Shared {
+/// The configuration and the services built from it, as [`crate::server::build`] wired them.
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -45,97 +55,26 @@ pub struct Shared {
     pub classifier: Arc<SharedClassifier>,
     pub intake: Intake,
     /// The WeCom Customer Service loop, when `[wecom] secret` is set.
-    pub kf: Option<Arc<crate::channel::kf::KfService>>,
+    pub kf: Option<Arc<KfService>>,
     /// WeCom callback crypto (CorpID as receive id), when `[wecom]` is configured.
-    pub wecom: Option<Arc<MsgCrypt>>,
+    pub wecom_crypt: Option<Arc<MsgCrypt>>,
     /// Official Account: its token for plain signatures, and crypto for safe mode.
     pub mp: Option<Arc<MpChannel>>,
 }
 
+/// An Official Account's callback credentials.
 pub struct MpChannel {
     pub token: String,
+    /// Set when the account runs in safe mode (an EncodingAESKey is configured).
     pub crypt: Option<MsgCrypt>,
 }
 
-impl AppState {
-    pub fn new(
-        config: Config,
-        store: Store,
-        clock: SharedClock,
-        classifier: Arc<SharedClassifier>,
-    ) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        let kf = config.wecom.as_ref().and_then(|w| {
-            let secret = w.secret.as_deref()?;
-            let client = crate::wecom::api::WecomClient::new(
-                &w.api_base,
-                &w.corp_id,
-                secret,
-                Some(store.clone()),
-                metrics.clone(),
-                clock.clone(),
-                crate::wecom::api::RetryPolicy::default(),
-            );
-            Some(crate::channel::kf::KfService::new(
-                store.clone(),
-                Arc::new(client),
-                classifier.clone(),
-                clock.clone(),
-                (&config.callback).into(),
-                w.alert_webhook_key.clone(),
-            ))
-        });
-        let mut intake = Intake::new(
-            store.clone(),
-            metrics.clone(),
-            clock.clone(),
-            classifier.clone(),
-            config.callback.ack_text.clone(),
-        );
-        if let Some(kf) = &kf {
-            intake = intake.with_kf(kf.clone());
-        }
-        let wecom = config.wecom.as_ref().map(|w| Arc::new(w.crypt()));
-        let mp = config.mp.as_ref().map(|m| {
-            Arc::new(MpChannel {
-                token: m.token.clone(),
-                crypt: m.crypt(),
-            })
-        });
-        AppState(Arc::new(Shared {
-            config: Arc::new(config),
-            store,
-            metrics,
-            clock,
-            classifier,
-            intake,
-            kf,
-            wecom,
-            mp,
-        }))
-    }
-}
-
+/// Every route, counted and timed by [`track`].
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/wecom/callback",
-            get(callback::wecom_verify)
-                .post(callback::wecom_message)
-                .fallback(callback::wrong_method),
-        )
-        .route(
-            "/wechat/callback",
-            get(callback::mp_verify)
-                .post(callback::mp_message)
-                .fallback(callback::wrong_method),
-        )
-        .route("/api/replies/reload", post(api::reload_replies))
-        .route("/api/classify", post(api::classify))
-        .route("/api/outbox/failed", get(api::failed_outbox))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .merge(callback::router())
+        .merge(api::router())
+        .merge(ops::router())
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

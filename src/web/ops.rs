@@ -5,15 +5,24 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 
 use super::AppState;
 
-pub async fn healthz() -> &'static str {
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready when the store answers within two seconds.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         Ok(Err(e)) => {
@@ -26,7 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The page is OpenMetrics text (it ends in `# EOF`), so it says so: a scraper that reads
 /// the Prometheus text format instead would reject the `# EOF` line and the unit suffixes.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

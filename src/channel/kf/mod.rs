@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 
 use crate::clock::SharedClock;
+use crate::config::AckTexts;
 use crate::crm::{self, CustomerProfile};
 use crate::ids::{ExternalUserId, OpenKfId};
 use crate::intent::SharedClassifier;
@@ -48,32 +49,6 @@ pub enum KfError {
     Db(#[from] sqlx::Error),
 }
 
-/// What a shopper is told when a chat is handed to a person.
-#[derive(Debug, Clone)]
-pub struct Acks {
-    pub ack_text: String,
-    /// Instead of `ack_text` while every known agent of the account is off duty.
-    pub offline_ack_text: String,
-}
-
-impl Acks {
-    pub fn new(ack_text: impl Into<String>) -> Acks {
-        Acks {
-            ack_text: ack_text.into(),
-            offline_ack_text: crate::config::DEFAULT_OFFLINE_ACK_TEXT.into(),
-        }
-    }
-}
-
-impl From<&crate::config::CallbackConfig> for Acks {
-    fn from(c: &crate::config::CallbackConfig) -> Acks {
-        Acks {
-            ack_text: c.ack_text.clone(),
-            offline_ack_text: c.offline_ack_text.clone(),
-        }
-    }
-}
-
 /// What one pull did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PullReport {
@@ -88,7 +63,7 @@ pub struct KfService {
     client: Arc<WecomClient>,
     classifier: Arc<SharedClassifier>,
     clock: SharedClock,
-    acks: Acks,
+    acks: AckTexts,
     /// Group robot for supervisors' alerts (outgoing messages that failed for good).
     alert_webhook_key: Option<String>,
     /// One pull per kf account at a time (see [`KfService::pull`]).
@@ -105,7 +80,7 @@ impl KfService {
         client: Arc<WecomClient>,
         classifier: Arc<SharedClassifier>,
         clock: SharedClock,
-        acks: Acks,
+        acks: AckTexts,
         alert_webhook_key: Option<String>,
     ) -> Arc<KfService> {
         Arc::new(KfService {

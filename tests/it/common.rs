@@ -1,9 +1,7 @@
 //! Test harness: spawn kefu on a random port against a real database (a fresh SQLite file or
 //! a fresh PostgreSQL database per test) and talk to it like WeCom does.
-#![allow(dead_code)]
 
 /// Run one `async fn scenario(db: Db)` on each backend as its own test.
-#[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -43,8 +41,6 @@ pub enum Db {
     Postgres,
 }
 
-pub const BOTH: [Db; 2] = [Db::Sqlite, Db::Postgres];
-
 pub fn pg_admin_url() -> String {
     std::env::var("KEFU_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -77,13 +73,13 @@ pub fn replies_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/replies").to_string()
 }
 
-pub fn base_toml(database_url: &str) -> String {
-    let replies = replies_dir();
+/// The `kefu.toml` of the tests: both channels configured, the shipped reply library.
+pub fn config_toml(listen: &str, database_url: &str, replies_dir: &str) -> String {
     format!(
         r#"
-listen = "127.0.0.1:0"
+listen = "{listen}"
 database_url = "{database_url}"
-replies_dir = "{replies}"
+replies_dir = "{replies_dir}"
 admin_token = "{ADMIN_TOKEN}"
 
 [wecom]
@@ -103,26 +99,31 @@ ack_text = "收到啦，客服马上来"
     )
 }
 
+/// [`config_toml`] on any free port, loaded as kefu loads it.
+pub fn base_config(database_url: &str) -> Config {
+    let toml = config_toml("127.0.0.1:0", database_url, &replies_dir());
+    Config::from_sources(&toml, Path::new("test.toml"), |_| None).unwrap()
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
-    pub db: Db,
     _dir: tempfile::TempDir,
 }
 
 impl TestApp {
     pub async fn start(db: Db) -> TestApp {
-        Self::start_with(db, |t| t).await
+        Self::start_with(db, |_| {}).await
     }
 
-    /// Start with the base config, edited by `edit` (TOML text in, TOML text out).
-    pub async fn start_with(db: Db, edit: impl FnOnce(String) -> String) -> TestApp {
+    /// Start with [`base_config`] on a fresh database, changed by `edit`.
+    pub async fn start_with(db: Db, edit: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_db(db, dir.path()).await;
-        let toml = edit(base_toml(&url));
-        let config = Config::from_sources(&toml, Path::new("test.toml"), |_| None).unwrap();
+        let mut config = base_config(&url);
+        edit(&mut config);
         let clock = ManualClock::at_secs(now_secs());
         let state = kefu::server::build(config, clock.clone()).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -138,7 +139,6 @@ impl TestApp {
             state,
             clock,
             http: reqwest::Client::new(),
-            db,
             _dir: dir,
         }
     }

@@ -1,9 +1,6 @@
 //! The callback endpoints, as WeCom and WeChat use them, on SQLite and on PostgreSQL.
 
-#[macro_use]
-mod common;
-
-use common::*;
+use crate::common::*;
 
 on_both_stores!(
     wecom_url_verification_answers_the_official_sample,
@@ -264,8 +261,8 @@ async fn official_account_text_gets_an_encrypted_passive_reply_once(db: Db) {
 
 async fn official_account_plaintext_mode_and_url_verification(db: Db) {
     // An account without an EncodingAESKey runs in plaintext mode.
-    let app = TestApp::start_with(db, |t| {
-        t.replace(&format!("encoding_aes_key = \"{MP_AES_KEY}\"\n"), "")
+    let app = TestApp::start_with(db, |c| {
+        c.mp.as_mut().expect("[mp] configured").encoding_aes_key = None;
     })
     .await;
     let ts = now_secs();

@@ -2,12 +2,10 @@
 //! `tests/peers/wechatpy_peer.py`. It encrypts and we decrypt, we encrypt and it decrypts,
 //! both at the crypto level and through the running server.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 struct Peer {

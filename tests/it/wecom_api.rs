@@ -1,12 +1,10 @@
 //! The WeCom API client against the simulator: token caching and refresh, retries on
 //! transient errors, no retries on permanent ones, one token shared by replicas.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kefu::clock::SystemClock;
 use kefu::metrics::Metrics;
 use kefu::simulate::{Faults, Simulator};

@@ -1,15 +1,13 @@
 //! The reply library and classifier as a shop uses them: checking the library, the CLI,
 //! answering Official Account questions, and reloading the library while traffic flows.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kefu");
@@ -309,16 +307,8 @@ async fn reload(app: &TestApp, token: &str) -> (u16, Value) {
 async fn reload_under_load_fails_no_request_and_swaps_the_answers() {
     let lib = tempfile::tempdir().unwrap();
     copy_library(lib.path());
-    let lib_path = lib.path().display().to_string();
-    let app = Arc::new(
-        TestApp::start_with(Db::Sqlite, |t| {
-            t.replace(
-                &format!("replies_dir = \"{}\"", replies_dir()),
-                &format!("replies_dir = \"{lib_path}\""),
-            )
-        })
-        .await,
-    );
+    let app =
+        Arc::new(TestApp::start_with(Db::Sqlite, |c| c.replies_dir = lib.path().to_owned()).await);
     let (_, before) = ask(&app, 1, "付款后多久发货").await;
     assert!(before.unwrap().contains("48小时内发货"));
 
@@ -372,14 +362,7 @@ async fn reload_under_load_fails_no_request_and_swaps_the_answers() {
 async fn a_broken_library_is_refused_and_the_running_one_stays() {
     let lib = tempfile::tempdir().unwrap();
     copy_library(lib.path());
-    let lib_path = lib.path().display().to_string();
-    let app = TestApp::start_with(Db::Sqlite, |t| {
-        t.replace(
-            &format!("replies_dir = \"{}\"", replies_dir()),
-            &format!("replies_dir = \"{lib_path}\""),
-        )
-    })
-    .await;
+    let app = TestApp::start_with(Db::Sqlite, |c| c.replies_dir = lib.path().to_owned()).await;
 
     // No token, wrong token.
     assert_eq!(

@@ -1,13 +1,11 @@
 //! The real `kefu` binary: configuration checks, restarts between a message and its retry,
 //! graceful shutdown.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kefu");
 
@@ -19,9 +17,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, port: u16, db_url: &str) -> std::path::PathBuf {
+fn write_config(dir: &Path, port: u16, db_url: &str, replies: &str) -> std::path::PathBuf {
     let path = dir.join("kefu.toml");
-    let toml = base_toml(db_url).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let toml = config_toml(&format!("127.0.0.1:{port}"), db_url, replies);
     std::fs::write(&path, toml).unwrap();
     path
 }
@@ -75,7 +73,7 @@ async fn restart_between_message_and_retry(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(db, dir.path()).await;
     let port = free_port();
-    let cfg = write_config(dir.path(), port, &url);
+    let cfg = write_config(dir.path(), port, &url, &replies_dir());
 
     let ts = now_secs();
     let xml = text_xml(
@@ -188,7 +186,12 @@ async fn first_start_creates_the_sqlite_folder_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("nested/data/kefu.db");
     let port = free_port();
-    let cfg = write_config(dir.path(), port, &format!("sqlite://{}", db_path.display()));
+    let cfg = write_config(
+        dir.path(),
+        port,
+        &format!("sqlite://{}", db_path.display()),
+        &replies_dir(),
+    );
     let mut child = start(&cfg, port).await;
     assert!(db_path.exists());
     signal(&child, "-TERM");
@@ -209,14 +212,8 @@ async fn sighup_reloads_the_reply_library() {
         dir.path(),
         port,
         &format!("sqlite://{}/kefu.db", dir.path().display()),
+        &lib.display().to_string(),
     );
-    std::fs::write(
-        &cfg,
-        std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace(&replies_dir(), &lib.display().to_string()),
-    )
-    .unwrap();
     let mut child = start(&cfg, port).await;
     let classify = || async {
         let v: serde_json::Value = reqwest::Client::new()

@@ -1,0 +1,414 @@
+//! Configuration: `kefu.toml` (every key optional) overlaid with `KEFU_*` environment
+//! variables, read once into a typed, validated [`Config`]. Every error names the key that is
+//! wrong and, where one exists, the environment variable that can set it.
+//!
+//! The top-level keys live here; each `[section]` lives in its own file, which owns its raw
+//! TOML shape, its environment overlay, its validation and its typed result. A new section
+//! is a new file plus one field in [`RawConfig`] and [`Config`].
+
+mod callback;
+mod classifier;
+mod mp;
+mod wecom;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::crypto::decode_aes_key;
+
+pub use callback::{AckTexts, CallbackLimits, DEFAULT_ACK_TEXT, DEFAULT_OFFLINE_ACK_TEXT};
+pub use mp::MpConfig;
+pub use wecom::WecomConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`{env}: {message}")]
+    Invalid {
+        key: &'static str,
+        env: String,
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        env: format!(" ({})", env_name(key)),
+        message: message.into(),
+    }
+}
+
+/// The `KEFU_*` variable for a dotted key, e.g. `wecom.token` -> `KEFU_WECOM_TOKEN`.
+fn env_name(key: &str) -> String {
+    format!("KEFU_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The environment, looked up by dotted config key.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(&env_name(key))
+    }
+
+    /// Overwrite `slot` when the key's variable is set.
+    fn set(&self, slot: &mut Option<String>, key: &str) {
+        if let Some(v) = self.get(key) {
+            *slot = Some(v);
+        }
+    }
+
+    /// Whether any of the keys' variables is set.
+    fn any(&self, keys: &[&str]) -> bool {
+        keys.iter().any(|k| self.get(k).is_some())
+    }
+}
+
+fn required(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        Some(_) => Err(invalid(key, "must not be empty")),
+        None => Err(invalid(key, "is required when its section is present")),
+    }
+}
+
+/// `value` if it is an EncodingAESKey; the error tells its length, never the value.
+fn valid_aes_key(value: String, key: &'static str) -> Result<String, ConfigError> {
+    decode_aes_key(&value).map_err(|_| {
+        invalid(
+            key,
+            format!(
+                "must be 43 characters of base64 (the EncodingAESKey from the admin console), got {} characters",
+                value.chars().count()
+            ),
+        )
+    })?;
+    Ok(value)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    replies_dir: Option<String>,
+    admin_token: Option<String>,
+    log_format: Option<String>,
+    wecom: Option<wecom::RawWecom>,
+    mp: Option<mp::RawMp>,
+    callback: Option<callback::RawCallback>,
+    classifier: Option<classifier::RawClassifier>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub replies_dir: PathBuf,
+    /// Bearer token of the JSON API; without it the API is disabled.
+    pub admin_token: Option<String>,
+    pub log_format: LogFormat,
+    pub wecom: Option<WecomConfig>,
+    pub mp: Option<MpConfig>,
+    /// `[callback]` limits.
+    pub callback: CallbackLimits,
+    /// `[callback]` acknowledgement texts.
+    pub acks: AckTexts,
+    pub classifier: crate::intent::Thresholds,
+}
+
+// Secrets are left out of Debug so a stray `{:?}` cannot log them.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("replies_dir", &self.replies_dir)
+            .field("wecom.corp_id", &self.wecom.as_ref().map(|w| &w.corp_id))
+            .field("mp.app_id", &self.mp.as_ref().map(|m| &m.app_id))
+            .field("callback", &self.callback)
+            .field("acks", &self.acks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hide a password in a database URL (`postgres://user:secret@host` -> `user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Load from `path` (a missing file is fine only when it is the default path) and the
+    /// process environment.
+    pub fn load(path: &Path, path_was_given: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path_was_given => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        Self::from_sources(&text, path, |k| std::env::var(k).ok())
+    }
+
+    /// Build from TOML text and an environment lookup (injected so tests need not touch the
+    /// process environment).
+    pub fn from_sources(
+        toml_text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(toml_text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.apply_env(&Env(&env))?;
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    fn apply_env(&mut self, env: &Env) -> Result<(), ConfigError> {
+        env.set(&mut self.listen, "listen");
+        env.set(&mut self.database_url, "database_url");
+        env.set(&mut self.replies_dir, "replies_dir");
+        env.set(&mut self.admin_token, "admin_token");
+        env.set(&mut self.log_format, "log_format");
+        wecom::RawWecom::apply_env(&mut self.wecom, env);
+        mp::RawMp::apply_env(&mut self.mp, env);
+        self.callback
+            .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.classifier
+            .get_or_insert_with(Default::default)
+            .apply_env(env)
+    }
+
+    fn validate(self) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("expected host:port such as 127.0.0.1:8080, got {listen_text:?}"),
+            )
+        })?;
+
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| "sqlite://data/kefu.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "expected sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+
+        let log_format = match self.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("expected text or json, got {other:?}"),
+                ))
+            }
+        };
+
+        let wecom = self.wecom.map(wecom::RawWecom::validate).transpose()?;
+        let mp = self.mp.map(mp::RawMp::validate).transpose()?;
+        let (callback, acks) = self.callback.unwrap_or_default().validate()?;
+        let classifier = self.classifier.unwrap_or_default().validate()?;
+
+        Ok(Config {
+            listen,
+            database_url,
+            replies_dir: PathBuf::from(self.replies_dir.unwrap_or_else(|| "replies".into())),
+            admin_token: self.admin_token.filter(|t| !t.is_empty()),
+            log_format,
+            wecom,
+            mp,
+            callback,
+            acks,
+            classifier,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(toml, Path::new("kefu.toml"), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://data/kefu.db");
+        assert!(c.wecom.is_none() && c.mp.is_none());
+        assert_eq!(c.callback.max_body_bytes, 65536);
+        assert_eq!(c.callback.timestamp_tolerance_secs, 300);
+    }
+
+    #[test]
+    fn env_overrides_file_and_can_create_a_section() {
+        let c = load(
+            "listen = \"127.0.0.1:1\"\n[mp]\napp_id = \"wxfile\"\ntoken = \"t\"\n",
+            &[
+                ("KEFU_LISTEN", "0.0.0.0:9000"),
+                ("KEFU_MP_APP_ID", "wxenv"),
+                ("KEFU_WECOM_CORP_ID", "wwcorp"),
+                ("KEFU_WECOM_TOKEN", "tok"),
+                ("KEFU_WECOM_ENCODING_AES_KEY", KEY),
+                ("KEFU_DATABASE_URL", "postgres://u:pw@h/db"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.mp.as_ref().unwrap().app_id, "wxenv");
+        assert_eq!(c.wecom.as_ref().unwrap().corp_id, "wwcorp");
+        assert_eq!(c.database_url, "postgres://u:pw@h/db");
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "password must not be in Debug"
+        );
+    }
+
+    #[test]
+    fn alert_robot_and_off_duty_text_come_from_file_or_env() {
+        let base = format!(
+            "[wecom]\ncorp_id=\"ww\"\ntoken=\"t\"\nencoding_aes_key=\"{KEY}\"\nalert_webhook_key=\"robot-in-file\"\n"
+        );
+        let c = load(&base, &[]).unwrap();
+        assert_eq!(
+            c.wecom.as_ref().unwrap().alert_webhook_key.as_deref(),
+            Some("robot-in-file")
+        );
+        assert_eq!(c.acks.offline_ack_text, DEFAULT_OFFLINE_ACK_TEXT);
+        let c = load(
+            &base,
+            &[
+                ("KEFU_WECOM_ALERT_WEBHOOK_KEY", "robot-from-env"),
+                ("KEFU_CALLBACK_OFFLINE_ACK_TEXT", "今天休息，明早回复您"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.wecom.as_ref().unwrap().alert_webhook_key.as_deref(),
+            Some("robot-from-env")
+        );
+        assert_eq!(c.acks.offline_ack_text, "今天休息，明早回复您");
+        assert!(
+            !format!("{c:?}").contains("robot-from-env"),
+            "the robot key is a secret"
+        );
+        let err = load(&base, &[("KEFU_CALLBACK_OFFLINE_ACK_TEXT", "  ")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("callback.offline_ack_text"), "{err}");
+    }
+
+    #[test]
+    fn bad_aes_key_names_the_key_and_env_var() {
+        let err = load(
+            "[wecom]\ncorp_id=\"ww\"\ntoken=\"t\"\nencoding_aes_key=\"tooshort\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("wecom.encoding_aes_key"), "{err}");
+        assert!(err.contains("KEFU_WECOM_ENCODING_AES_KEY"), "{err}");
+        assert!(err.contains("43"), "{err}");
+        assert!(
+            !err.contains("tooshort"),
+            "the secret itself is not echoed: {err}"
+        );
+    }
+
+    #[test]
+    fn missing_required_key_in_a_section_is_named() {
+        let err = load("[wecom]\ncorp_id=\"ww\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wecom.token"), "{err}");
+    }
+
+    #[test]
+    fn malformed_values_are_clear_errors() {
+        let err = load("listen = \"nope\"", &[]).unwrap_err().to_string();
+        assert!(err.contains("`listen`"), "{err}");
+        let err = load("database_url = \"mysql://x\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database_url"), "{err}");
+        let err = load("lisen = \"127.0.0.1:1\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "unknown keys are named: {err}");
+        let err = load("", &[("KEFU_CALLBACK_MAX_BODY_BYTES", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("callback.max_body_bytes"), "{err}");
+        let err = load("[callback]\nmax_body_bytes = 10", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("callback.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
+        assert_eq!(redact_url("sqlite://data/kefu.db"), "sqlite://data/kefu.db");
+    }
+}

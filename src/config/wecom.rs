@@ -1,0 +1,92 @@
+//! `[wecom]`: the WeCom self-built app / Customer Service account.
+
+use serde::Deserialize;
+
+use super::{invalid, required, valid_aes_key, ConfigError, Env};
+use crate::crypto::MsgCrypt;
+
+/// WeCom self-built app / Customer Service settings.
+#[derive(Clone)]
+pub struct WecomConfig {
+    pub corp_id: String,
+    pub token: String,
+    pub encoding_aes_key: String,
+    /// The app's secret: with it kefu pulls and answers kf messages; without it kf callbacks
+    /// are only recorded.
+    pub secret: Option<String>,
+    pub api_base: String,
+    /// Key of a WeCom group robot that supervisors are in: outgoing messages that fail for
+    /// good are reported there.
+    pub alert_webhook_key: Option<String>,
+}
+
+impl WecomConfig {
+    pub fn crypt(&self) -> MsgCrypt {
+        MsgCrypt::new(&self.token, &self.encoding_aes_key, &self.corp_id)
+            .expect("EncodingAESKey validated at config load")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWecom {
+    corp_id: Option<String>,
+    token: Option<String>,
+    encoding_aes_key: Option<String>,
+    secret: Option<String>,
+    alert_webhook_key: Option<String>,
+    api_base: Option<String>,
+}
+
+impl RawWecom {
+    /// Overlay `KEFU_WECOM_*`; any of them creates the section.
+    pub(super) fn apply_env(section: &mut Option<RawWecom>, env: &Env) {
+        let keys = [
+            "wecom.corp_id",
+            "wecom.token",
+            "wecom.encoding_aes_key",
+            "wecom.secret",
+            "wecom.api_base",
+            "wecom.alert_webhook_key",
+        ];
+        if env.any(&keys) {
+            section.get_or_insert_with(Default::default);
+        }
+        let Some(w) = section.as_mut() else { return };
+        let [corp_id, token, aes_key, secret, api_base, robot] = keys;
+        env.set(&mut w.corp_id, corp_id);
+        env.set(&mut w.token, token);
+        env.set(&mut w.encoding_aes_key, aes_key);
+        env.set(&mut w.secret, secret);
+        env.set(&mut w.api_base, api_base);
+        env.set(&mut w.alert_webhook_key, robot);
+    }
+
+    pub(super) fn validate(self) -> Result<WecomConfig, ConfigError> {
+        let corp_id = required(self.corp_id, "wecom.corp_id")?;
+        let token = required(self.token, "wecom.token")?;
+        let encoding_aes_key = valid_aes_key(
+            required(self.encoding_aes_key, "wecom.encoding_aes_key")?,
+            "wecom.encoding_aes_key",
+        )?;
+        let api_base = self
+            .api_base
+            .unwrap_or_else(|| "https://qyapi.weixin.qq.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+            return Err(invalid(
+                "wecom.api_base",
+                "expected an http:// or https:// URL",
+            ));
+        }
+        Ok(WecomConfig {
+            corp_id,
+            token,
+            encoding_aes_key,
+            secret: self.secret.filter(|s| !s.trim().is_empty()),
+            api_base,
+            alert_webhook_key: self.alert_webhook_key.filter(|s| !s.trim().is_empty()),
+        })
+    }
+}

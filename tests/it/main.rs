@@ -1,0 +1,12 @@
+//! The integration tests, one binary: kefu run in-process against SQLite and PostgreSQL
+//! ([`common`] is the harness), the real `kefu` binary, and interop with independent peers.
+
+#[macro_use]
+mod common;
+
+mod binary;
+mod callbacks;
+mod classifier;
+mod interop;
+mod kf;
+mod wecom_api;
