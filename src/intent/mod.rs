@@ -14,6 +14,7 @@
 //! The classifier is immutable; reloading builds a new one and swaps it in (see
 //! [`Classifier::build`]), so requests never wait for a rebuild.
 
+mod clauses;
 pub mod eval;
 pub mod normalize;
 mod retrieval;
@@ -85,6 +86,12 @@ pub struct Classification {
     /// The explicit trigger that decided, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<&'static str>,
+    /// Another thing the message confidently asks for, in a clause of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_intent: Option<String>,
+    /// The shopper shows anger (an angry WeChat emoticon or emoji).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub angry: bool,
 }
 
 impl Classification {
@@ -331,8 +338,8 @@ impl Classifier {
         self.thresholds
     }
 
-    /// Classify one shopper message.
-    pub fn classify(&self, text: &str) -> Classification {
+    /// Classify a message as one whole (see [`clauses`] for messages of several clauses).
+    fn classify_whole(&self, text: &str) -> Classification {
         let norm = normalize::normalize(text);
         let rule = rules::trigger(&norm);
         let query = self.resolve((self.tokenize)(&normalize::strip_filler(&norm)));
@@ -369,6 +376,8 @@ impl Classifier {
                 handoff: taxonomy::get(intent).is_none_or(|i| i.handoff),
                 suggestions,
                 rule: Some(intent),
+                second_intent: None,
+                angry: normalize::angry(text),
             };
         }
 
@@ -391,6 +400,8 @@ impl Classifier {
                     handoff,
                     suggestions,
                     rule: None,
+                    second_intent: None,
+                    angry: normalize::angry(text),
                 }
             }
             other => Classification {
@@ -401,6 +412,8 @@ impl Classifier {
                 handoff: true,
                 suggestions,
                 rule: None,
+                second_intent: None,
+                angry: normalize::angry(text),
             },
         }
     }
