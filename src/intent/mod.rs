@@ -27,7 +27,6 @@ mod rank;
 mod retrieval;
 pub mod rules;
 mod shared;
-pub mod taxonomy;
 pub mod tokenizer;
 
 use std::collections::HashMap;
@@ -35,6 +34,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::library::Library;
+use crate::taxonomy;
 use build::{DocTarget, QuestionDoc};
 use rank::calibrate;
 pub use shared::{LoadReport, ReloadError, SharedClassifier};
