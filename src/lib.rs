@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod taxonomy;
 pub mod web;
 pub mod wecom;

@@ -103,7 +103,7 @@ fn replies_check(config: &Config) -> Result<bool, String> {
     }
     let intents: std::collections::BTreeSet<&str> =
         lib.replies().iter().map(|r| r.intent.as_str()).collect();
-    let missing: Vec<&str> = kefu::intent::taxonomy::all()
+    let missing: Vec<&str> = kefu::taxonomy::all()
         .iter()
         .map(|i| i.id)
         .filter(|i| !intents.contains(i))
@@ -120,7 +120,7 @@ fn replies_check(config: &Config) -> Result<bool, String> {
         lib.replies().len(),
         questions,
         intents.len(),
-        kefu::intent::taxonomy::all().len(),
+        kefu::taxonomy::all().len(),
         if diags.is_empty() && missing.is_empty() {
             "ok"
         } else {

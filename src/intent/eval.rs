@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Instant;
 
-use super::{taxonomy, Classifier};
+use super::Classifier;
+use crate::taxonomy;
 
 #[derive(Debug, Clone)]
 pub struct Example {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::intent::taxonomy;
+use crate::taxonomy;
 use lexicon::Lexicon;
 
 /// Variables filled from the customer record rather than the shop profile.

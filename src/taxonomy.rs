@@ -1,5 +1,7 @@
 //! The intent taxonomy: 36 intents in 6 skill groups, plus `unknown`. Kept in
-//! `intents.tsv` beside this file (id, group, Chinese name, handoff).
+//! `taxonomy/intents.tsv` (id, group, Chinese name, handoff). Both the reply library (which
+//! checks every reply names a known intent) and the classifier (handoff intents, `unknown`)
+//! read it; it depends on neither.
 
 use std::sync::OnceLock;
 
@@ -15,7 +17,7 @@ pub struct IntentInfo {
 
 pub const UNKNOWN: &str = "unknown";
 
-const TSV: &str = include_str!("intents.tsv");
+const TSV: &str = include_str!("taxonomy/intents.tsv");
 
 pub fn all() -> &'static [IntentInfo] {
     static ALL: OnceLock<Vec<IntentInfo>> = OnceLock::new();

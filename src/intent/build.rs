@@ -1,0 +1,221 @@
+//! Building a [`Classifier`] from the library: the in-memory tantivy index (one document per
+//! sample question and one per reply, for BM25 retrieval) and the scoring tables beside it:
+//! the token vocabulary, the intent-level IDF, each sample question's token set and each
+//! intent's L2-normalised TF-IDF centroid as postings per token. Everything is computed once
+//! here; [`super::rank`] only reads it.
+
+use std::collections::HashMap;
+
+use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
+use tantivy::{doc, Index, ReloadPolicy};
+
+use super::{normalize, retrieval, tokenizer, Classifier, ClassifierError, Thresholds};
+use crate::library::Library;
+
+const TOKENIZER: &str = "kefu_zh";
+const KEYWORD_BOOST: f32 = 0.7;
+const ANSWER_BOOST: f32 = 0.15;
+/// `QuestionDoc::reply` of an out-of-scope sample.
+pub(super) const OUT_OF_SCOPE: u32 = u32::MAX;
+
+pub(super) struct QuestionDoc {
+    pub(super) reply: u32,
+    /// Token ids, sorted and unique.
+    pub(super) tokens: Vec<u32>,
+    /// Sum of squared IDF over `tokens`.
+    pub(super) weight: f32,
+}
+
+/// Where a tantivy document points: a sample question, or a reply's title/keyword/answer doc.
+#[derive(Clone, Copy)]
+pub(super) enum DocTarget {
+    Question(u32),
+    Reply(u32),
+}
+
+impl Classifier {
+    /// Build the in-memory index over `library`.
+    pub fn build(library: Library, thresholds: Thresholds) -> Result<Classifier, ClassifierError> {
+        Self::build_with(library, thresholds, tokenizer::tokens)
+    }
+
+    /// Build with another tokenizer (over normalised text), for comparing tokenisations.
+    pub fn build_with(
+        library: Library,
+        thresholds: Thresholds,
+        tokenize: tokenizer::TokenizeFn,
+    ) -> Result<Classifier, ClassifierError> {
+        let mut schema = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        );
+        let f_q = schema.add_text_field("q", text.clone());
+        let f_kw = schema.add_text_field("kw", text.clone());
+        let f_ans = schema.add_text_field("ans", text);
+        // question index + 1, or 0 for a reply document; and the reply index
+        let f_target = schema.add_u64_field("target", FAST);
+        let f_reply = schema.add_u64_field("reply", FAST);
+        let index = Index::create_in_ram(schema.build());
+        index
+            .tokenizers()
+            .register(TOKENIZER, tokenizer::ZhTokenizer::new(tokenize));
+        let mut writer = index.writer_with_num_threads(1, 15_000_000)?;
+
+        let mut intents: Vec<String> = Vec::new();
+        let mut reply_intent: Vec<u16> = Vec::with_capacity(library.replies().len());
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        let mut questions: Vec<QuestionDoc> = Vec::new();
+        // intent index -> token id -> count
+        let mut intent_tf: Vec<HashMap<u32, f32>> = Vec::new();
+        for (ri, reply) in library.replies().iter().enumerate() {
+            let ii = match intents.iter().position(|i| *i == reply.intent) {
+                Some(ii) => ii,
+                None => {
+                    intents.push(reply.intent.clone());
+                    intent_tf.push(HashMap::new());
+                    intents.len() - 1
+                }
+            };
+            reply_intent.push(ii as u16);
+            let extra = std::iter::once(reply.title.as_str())
+                .chain(reply.keywords.iter().map(String::as_str));
+            for text in extra {
+                for t in tokenize(&normalize::normalize(text)) {
+                    let id = intern(t, &mut vocab);
+                    *intent_tf[ii].entry(id).or_default() += 1.0;
+                }
+            }
+            for q in &reply.questions {
+                let norm = normalize::normalize(q);
+                let ids = token_ids(tokenize(&norm), &mut vocab);
+                for id in &ids {
+                    *intent_tf[ii].entry(*id).or_default() += 1.0;
+                }
+                writer.add_document(doc!(
+                    f_q => norm,
+                    f_target => questions.len() as u64 + 1,
+                    f_reply => ri as u64,
+                ))?;
+                questions.push(QuestionDoc {
+                    reply: ri as u32,
+                    tokens: ids,
+                    weight: 0.0,
+                });
+            }
+            let kw = std::iter::once(reply.title.as_str())
+                .chain(reply.keywords.iter().map(String::as_str))
+                .map(normalize::normalize)
+                .collect::<Vec<_>>()
+                .join(" ");
+            writer.add_document(doc!(
+                f_kw => kw,
+                f_ans => normalize::normalize(&reply.answer),
+                f_target => 0u64,
+                f_reply => ri as u64,
+            ))?;
+        }
+        // Out-of-scope samples: question documents of no reply.
+        for q in library.out_of_scope() {
+            let norm = normalize::normalize(q);
+            let ids = token_ids(tokenize(&norm), &mut vocab);
+            writer.add_document(doc!(
+                f_q => norm,
+                f_target => questions.len() as u64 + 1,
+                f_reply => 0u64,
+            ))?;
+            questions.push(QuestionDoc {
+                reply: OUT_OF_SCOPE,
+                tokens: ids,
+                weight: 0.0,
+            });
+        }
+        writer.commit()?;
+
+        let n_intents = intents.len().max(1) as f32;
+        let mut df = vec![0u32; vocab.len()];
+        for tf in &intent_tf {
+            for id in tf.keys() {
+                df[*id as usize] += 1;
+            }
+        }
+        let idf: Vec<f32> = df
+            .iter()
+            .map(|d| ((n_intents + 1.0) / (*d).max(1) as f32).ln())
+            .collect();
+        let unseen_idf = (n_intents + 1.0).ln();
+        let mut postings: Vec<Vec<(u16, f32)>> = vec![Vec::new(); vocab.len()];
+        for (ii, tf) in intent_tf.iter().enumerate() {
+            let weights: Vec<(u32, f32)> = tf
+                .iter()
+                .map(|(id, c)| (*id, (1.0 + c.ln()) * idf[*id as usize]))
+                .collect();
+            let norm = weights
+                .iter()
+                .map(|(_, w)| w * w)
+                .sum::<f32>()
+                .sqrt()
+                .max(1e-6);
+            for (id, w) in weights {
+                postings[id as usize].push((ii as u16, w / norm));
+            }
+        }
+        for q in &mut questions {
+            q.weight = q.tokens.iter().map(|id| idf[*id as usize].powi(2)).sum();
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = reader.searcher();
+        let mut docs = Vec::new();
+        for seg in searcher.segment_readers() {
+            let target = seg.fast_fields().u64("target")?;
+            let reply = seg.fast_fields().u64("reply")?;
+            let mut map = Vec::with_capacity(seg.max_doc() as usize);
+            for doc in 0..seg.max_doc() {
+                let t = target.first(doc).unwrap_or(0);
+                let r = reply.first(doc).unwrap_or(0);
+                map.push(if t == 0 {
+                    DocTarget::Reply(r as u32)
+                } else {
+                    DocTarget::Question((t - 1) as u32)
+                });
+            }
+            docs.push(map);
+        }
+        let retrieval = retrieval::Retrieval::new(
+            &searcher,
+            &[(f_q, 1.0), (f_kw, KEYWORD_BOOST), (f_ans, ANSWER_BOOST)],
+        )?;
+        Ok(Classifier {
+            library,
+            retrieval,
+            docs,
+            questions,
+            vocab,
+            idf,
+            unseen_idf,
+            postings,
+            intents,
+            reply_intent,
+            tokenize,
+            thresholds,
+        })
+    }
+}
+
+/// The id of token `t`, added to `vocab` if new.
+fn intern(t: String, vocab: &mut HashMap<String, u32>) -> u32 {
+    let next = vocab.len() as u32;
+    *vocab.entry(t).or_insert(next)
+}
+
+/// Ids of `tokens`, sorted and unique (a sample question's token set).
+fn token_ids(tokens: Vec<String>, vocab: &mut HashMap<String, u32>) -> Vec<u32> {
+    let mut ids: Vec<u32> = tokens.into_iter().map(|t| intern(t, vocab)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}

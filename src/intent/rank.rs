@@ -1,0 +1,198 @@
+//! Ranking a message against the built classifier. [`Classifier::resolve`] maps its tokens to
+//! vocabulary ids and IDF weights; [`Classifier::rank`] retrieves BM25 candidates and scores
+//! them: a sample question by the cosine of IDF-weighted token sets, a reply by its best
+//! candidate, and an intent by blending `KNN_WEIGHT` (0.3) × its best reply's similarity with
+//! 0.7 × the cosine between the message and the intent's centroid. [`calibrate`] turns the
+//! best intent's score and coverage into a confidence.
+
+use super::build::{DocTarget, OUT_OF_SCOPE};
+use super::Classifier;
+
+/// BM25 candidates examined per message.
+const CANDIDATES: usize = 48;
+
+/// Share of the intent's best reply similarity (its nearest sample question, as a rule) in its
+/// score; the rest (`1.0 - KNN_WEIGHT`) is the cosine with the intent's centroid.
+const KNN_WEIGHT: f32 = 0.3;
+
+/// A message's tokens, resolved against the vocabulary.
+pub(super) struct QueryTokens {
+    pub(super) texts: Vec<String>,
+    /// (token id if known, its IDF)
+    pub(super) ids: Vec<(Option<u32>, f32)>,
+    /// Known ids, sorted, for membership tests.
+    pub(super) known: Vec<u32>,
+    /// Sum of squared IDF.
+    pub(super) weight: f32,
+}
+
+impl Classifier {
+    pub(super) fn resolve(&self, tokens: Vec<String>) -> QueryTokens {
+        let mut texts = tokens;
+        texts.sort_unstable();
+        texts.dedup();
+        let ids: Vec<(Option<u32>, f32)> = texts
+            .iter()
+            .map(|t| match self.vocab.get(t) {
+                Some(id) => (Some(*id), self.idf[*id as usize]),
+                None => (None, self.unseen_idf),
+            })
+            .collect();
+        let mut known: Vec<u32> = ids.iter().filter_map(|(id, _)| *id).collect();
+        known.sort_unstable();
+        let weight = ids.iter().map(|(_, w)| w * w).sum();
+        QueryTokens {
+            texts,
+            ids,
+            known,
+            weight,
+        }
+    }
+
+    pub(super) fn rank(&self, q: &QueryTokens) -> Ranked {
+        let mut ranked = Ranked::default();
+        if q.texts.is_empty() {
+            return ranked;
+        }
+        // Retrieval uses the selective tokens: single CJK characters match a large part of
+        // the index and add cost, not candidates (they still count in the scoring below).
+        let selective: Vec<&String> = {
+            let multi: Vec<&String> = q
+                .texts
+                .iter()
+                .filter(|t| t.chars().count() > 1 || t.is_ascii())
+                .collect();
+            if multi.is_empty() {
+                q.texts.iter().collect()
+            } else {
+                multi
+            }
+        };
+        let Ok(top) = self.retrieval.top(&selective, CANDIDATES) else {
+            return ranked;
+        };
+        let q_norm = q.weight.sqrt().max(1e-6);
+
+        // reply -> best similarity to the message
+        let mut reply_score: Vec<(usize, f32)> = Vec::with_capacity(top.len());
+        let best_bm25 = top.first().map(|(s, _)| *s).unwrap_or(1.0).max(1e-6);
+        for (bm25, addr) in top {
+            let Some(target) = self
+                .docs
+                .get(addr.segment_ord as usize)
+                .and_then(|d| d.get(addr.doc_id as usize))
+            else {
+                continue;
+            };
+            let (ri, sim) = match *target {
+                // Title/keyword/answer document: a weaker, BM25-relative signal.
+                DocTarget::Reply(ri) => (ri as usize, 0.3 * bm25 / best_bm25),
+                DocTarget::Question(qi) => {
+                    let Some(qd) = self.questions.get(qi as usize) else {
+                        continue;
+                    };
+                    let shared: f32 = qd
+                        .tokens
+                        .iter()
+                        .filter(|id| q.known.binary_search(id).is_ok())
+                        .map(|id| self.idf[*id as usize].powi(2))
+                        .sum();
+                    let sim = if shared == 0.0 {
+                        0.0
+                    } else {
+                        // Cosine of IDF-weighted token sets.
+                        shared / (q_norm * qd.weight.sqrt().max(1e-6))
+                    };
+                    if qd.reply == OUT_OF_SCOPE {
+                        ranked.out_of_scope = ranked.out_of_scope.max(sim);
+                        continue;
+                    }
+                    ranked.nearest_question = ranked.nearest_question.max(sim);
+                    (qd.reply as usize, sim)
+                }
+            };
+            match reply_score.iter_mut().find(|(r, _)| *r == ri) {
+                Some(e) if sim > e.1 => e.1 = sim,
+                Some(_) => {}
+                None => reply_score.push((ri, sim)),
+            }
+        }
+        reply_score.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+        // Intent score: KNN_WEIGHT × its best reply's similarity (from `reply_score`), plus
+        // (1 - KNN_WEIGHT) × the cosine with its centroid, everything the intent's replies say
+        // (robust to phrasings no sample has).
+        let n = self.intents.len();
+        let mut centroid = vec![0f32; n];
+        for (id, w) in &q.ids {
+            if let Some(id) = id {
+                for (ii, cw) in &self.postings[*id as usize] {
+                    centroid[*ii as usize] += cw * w;
+                }
+            }
+        }
+        let mut knn: Vec<Option<(usize, f32)>> = vec![None; n];
+        for (ri, s) in &reply_score {
+            let ii = self.reply_intent[*ri] as usize;
+            if knn[ii].is_none() {
+                knn[ii] = Some((*ri, *s));
+            }
+        }
+        let mut best: Option<(usize, f32, usize)> = None;
+        for ii in 0..n {
+            let knn_score = knn[ii].map(|k| k.1).unwrap_or(0.0);
+            let score = KNN_WEIGHT * knn_score + (1.0 - KNN_WEIGHT) * centroid[ii] / q_norm;
+            let ri = match knn[ii] {
+                Some((ri, _)) => ri,
+                None => match self.reply_intent.iter().position(|x| *x as usize == ii) {
+                    Some(ri) => ri,
+                    None => continue,
+                },
+            };
+            if best.is_none_or(|b| score > b.1) {
+                best = Some((ii, score, ri));
+            }
+        }
+        // How much of the message the best intent's vocabulary explains at all.
+        if let Some((bi, _, _)) = best {
+            let total: f32 = q.ids.iter().map(|(_, w)| w).sum();
+            let known: f32 = q
+                .ids
+                .iter()
+                .filter(|(id, _)| {
+                    id.is_some_and(|id| {
+                        self.postings[id as usize]
+                            .iter()
+                            .any(|(ii, _)| *ii as usize == bi)
+                    })
+                })
+                .map(|(_, w)| w)
+                .sum();
+            ranked.coverage = if total > 0.0 { known / total } else { 0.0 };
+        }
+        ranked.replies = reply_score;
+        ranked.best = best;
+        ranked
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Ranked {
+    /// (reply index, similarity), best first.
+    pub(super) replies: Vec<(usize, f32)>,
+    /// (intent index, score, its best reply) of the best intent.
+    pub(super) best: Option<(usize, f32, usize)>,
+    /// Share of the message's IDF mass the best intent's vocabulary contains.
+    pub(super) coverage: f32,
+    /// Similarity of the nearest sample question of a reply, and of an out-of-scope sample.
+    pub(super) nearest_question: f32,
+    pub(super) out_of_scope: f32,
+}
+
+/// Confidence in 0..1 from the best intent's similarity and how much of the message that
+/// intent's vocabulary explains. Off-topic messages share a few common words with some
+/// intent (帮我, 查一下) but not their content words, so their coverage, and with it the
+/// confidence, stays low. Chosen over margin-based variants by `kefu eval` (see BENCHMARKS.md).
+pub(super) fn calibrate(best: f32, coverage: f32) -> f32 {
+    (best.max(0.0).sqrt() * coverage).clamp(0.0, 1.0)
+}
