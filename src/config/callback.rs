@@ -90,9 +90,18 @@ impl RawCallback {
         if offline_ack_text.trim().is_empty() {
             return Err(invalid("callback.offline_ack_text", "must not be empty"));
         }
+        // WeCom signs a timestamp so that a captured callback cannot be replayed for long:
+        // a window past an hour would defeat that, and zero would refuse every callback.
+        let timestamp_tolerance_secs = self.timestamp_tolerance_secs.unwrap_or(300);
+        if !(1..=3600).contains(&timestamp_tolerance_secs) {
+            return Err(invalid(
+                "callback.timestamp_tolerance_secs",
+                "must be between 1 and 3600",
+            ));
+        }
         Ok((
             CallbackLimits {
-                timestamp_tolerance_secs: self.timestamp_tolerance_secs.unwrap_or(300),
+                timestamp_tolerance_secs,
                 max_body_bytes,
             },
             AckTexts {

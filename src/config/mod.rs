@@ -149,6 +149,33 @@ impl std::fmt::Debug for Config {
 
 /// Hide a password in a database URL (`postgres://user:secret@host` -> `user:***@host`).
 pub fn redact_url(url: &str) -> String {
+    // A password may also travel as a query parameter (`?password=…`, libpq style).
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = redact_userinfo(url);
+    match query {
+        None => base,
+        Some(q) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("password")
+                            || k.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", q.join("&"))
+        }
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -163,6 +190,20 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// "line L, column C: what" for a TOML error, without the text of the line.
+fn parse_error_without_source(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what.to_string(),
     }
 }
 
@@ -190,9 +231,11 @@ impl Config {
         path: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        // The parser's own message quotes the offending line, which may hold a secret: say
+        // where and what, never the line.
         let mut raw: RawConfig = toml::from_str(toml_text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: parse_error_without_source(toml_text, &e),
         })?;
         raw.apply_env(&Env(&env))?;
         raw.validate()
@@ -249,6 +292,16 @@ impl RawConfig {
             }
         };
 
+        let admin_token = self.admin_token.filter(|t| !t.is_empty());
+        if let Some(t) = &admin_token {
+            // A token of blanks (or one that only differs by them) is a typo, not a secret.
+            if t.trim() != t || t.chars().count() < 16 {
+                return Err(invalid(
+                    "admin_token",
+                    "must be at least 16 characters, without leading or trailing spaces",
+                ));
+            }
+        }
         let wecom = self.wecom.map(wecom::RawWecom::validate).transpose()?;
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
         let (callback, acks) = self.callback.unwrap_or_default().validate()?;
@@ -258,7 +311,7 @@ impl RawConfig {
             listen,
             database_url,
             replies_dir: PathBuf::from(self.replies_dir.unwrap_or_else(|| "replies".into())),
-            admin_token: self.admin_token.filter(|t| !t.is_empty()),
+            admin_token,
             log_format,
             wecom,
             mp,
@@ -410,5 +463,42 @@ mod tests {
             "postgres://postgres@h/db"
         );
         assert_eq!(redact_url("sqlite://data/kefu.db"), "sqlite://data/kefu.db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=secret&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?Password=x"),
+            "postgres://u:***@h/db?Password=***"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_but_never_prints_the_line() {
+        let text = "[wecom]\ncorp_id = \"ww1\"\nsecret = \"very-secret-value\n";
+        let e = Config::from_sources(text, Path::new("kefu.toml"), |_| None).unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains("very-secret-value"), "{shown}");
+        assert!(shown.contains("line 3"), "{shown}");
+    }
+
+    #[test]
+    fn an_admin_token_of_blanks_or_too_short_is_refused() {
+        for bad in ["   ", "short", " padded-token-of-enough-length "] {
+            let text = format!("admin_token = \"{bad}\"\n");
+            let e = Config::from_sources(&text, Path::new("kefu.toml"), |_| None).unwrap_err();
+            assert!(e.to_string().contains("admin_token"), "{e}");
+        }
+        let text = "admin_token = \"a-long-enough-admin-token\"\n";
+        assert!(Config::from_sources(text, Path::new("kefu.toml"), |_| None).is_ok());
+    }
+
+    #[test]
+    fn the_timestamp_window_is_bounded() {
+        for bad in ["0", "86400"] {
+            let text = format!("[callback]\ntimestamp_tolerance_secs = {bad}\n");
+            let e = Config::from_sources(&text, Path::new("kefu.toml"), |_| None).unwrap_err();
+            assert!(e.to_string().contains("timestamp_tolerance_secs"), "{e}");
+        }
     }
 }

@@ -91,8 +91,16 @@ fn check_timestamp(state: &AppState, timestamp: &str) -> Result<(), WebError> {
         .trim()
         .parse()
         .map_err(|_| WebError::BadTimestamp)?;
-    let tolerance = state.config.callback.timestamp_tolerance_secs as i64;
-    if (state.clock.now_secs() - ts).abs() > tolerance {
+    let tolerance =
+        i64::try_from(state.config.callback.timestamp_tolerance_secs).unwrap_or(i64::MAX);
+    // Checked: a timestamp near i64::MIN or MAX must be stale, not an overflow.
+    let off_by = state
+        .clock
+        .now_secs()
+        .checked_sub(ts)
+        .and_then(i64::checked_abs)
+        .unwrap_or(i64::MAX);
+    if off_by > tolerance {
         return Err(WebError::StaleTimestamp);
     }
     Ok(())

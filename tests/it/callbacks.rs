@@ -347,6 +347,9 @@ async fn bad_input_gets_a_specific_4xx_and_changes_nothing(db: Db) {
     let (q_ok, body_ok) = sealed(&c, &good_xml, now);
     let (q_stale, body_stale) = sealed(&c, &good_xml, now - 301);
     let (q_future, body_future) = sealed(&c, &good_xml, now + 301);
+    // At the ends of the range, where now − timestamp would overflow.
+    let (q_min, body_min) = sealed(&c, &good_xml, i64::MIN);
+    let (q_max, body_max) = sealed(&c, &good_xml, i64::MAX);
     let (q_corp, body_corp) = sealed(&other_corp, &good_xml, now);
     let (q_inner, body_inner) = sealed(&c, "<xml><MsgType>text</MsgType", now);
     let (q_nofield, body_nofield) = sealed(
@@ -361,6 +364,8 @@ async fn bad_input_gets_a_specific_4xx_and_changes_nothing(db: Db) {
         ("wrong signature", bad_sig, body_ok.clone(), "text/xml", 403, "bad_signature"),
         ("stale", q_stale, body_stale, "text/xml", 403, "stale_timestamp"),
         ("future", q_future, body_future, "text/xml", 403, "stale_timestamp"),
+        ("earliest timestamp", q_min, body_min, "text/xml", 403, "stale_timestamp"),
+        ("latest timestamp", q_max, body_max, "text/xml", 403, "stale_timestamp"),
         ("bad timestamp", q_ok.replace(&format!("timestamp={now}"), "timestamp=yesterday"), body_ok.clone(), "text/xml", 400, "bad_timestamp"),
         ("receive id", q_corp, body_corp, "text/xml", 403, "receive_id_mismatch"),
         ("broken envelope", q_ok.clone(), "<xml><Encrypt>".into(), "text/xml", 400, "malformed_xml"),
@@ -420,7 +425,7 @@ async fn bad_input_gets_a_specific_4xx_and_changes_nothing(db: Db) {
     for (reason, n) in [
         ("bad_padding", 2.0),
         ("bad_signature", 1.0),
-        ("stale_timestamp", 2.0),
+        ("stale_timestamp", 4.0),
         ("body_too_large", 1.0),
         ("receive_id_mismatch", 2.0),
     ] {

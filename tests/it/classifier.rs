@@ -135,8 +135,8 @@ menu = ["a.missing"]
     assert!(text.contains("intent `greeting` has no replies"), "{text}");
 }
 
-#[test]
-fn classify_cli_prints_one_json_object_per_line() {
+/// What `kefu classify` prints for `input` (one message a line), with the shipped library.
+fn classify_cli(input: String) -> String {
     let mut child = Command::new(BIN)
         .arg("classify")
         .env("KEFU_REPLIES_DIR", replies_dir())
@@ -145,18 +145,21 @@ fn classify_cli_prints_one_json_object_per_line() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            "我的快递到哪了？\n转人工！！\n帮我订一张去成都的火车票\n\"<script>\"\n".as_bytes(),
-        )
-        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Fed from a thread: a long input would otherwise fill the pipes both ways.
+    let feed = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
     let out = child.wait_with_output().unwrap();
+    feed.join().unwrap();
     assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn classify_cli_prints_one_json_object_per_line() {
+    let out = classify_cli(
+        "我的快递到哪了？\n转人工！！\n帮我订一张去成都的火车票\n\"<script>\"\n".to_string(),
+    );
+    let lines: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -211,26 +214,13 @@ fn classify_output_is_unchanged_over_every_labelled_set() {
             .skip(1)
             .map(|l| format!("{}\n", l.split('\t').next().unwrap()))
             .collect();
-        let mut child = Command::new(BIN)
-            .arg("classify")
-            .env("KEFU_REPLIES_DIR", replies_dir())
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feed = std::thread::spawn(move || stdin.write_all(texts.as_bytes()).unwrap());
-        let out = child.wait_with_output().unwrap();
-        feed.join().unwrap();
-        assert!(out.status.success());
+        let got = classify_cli(texts);
         let pinned = format!("{fixtures}/classify_pinned/{name}.jsonl");
         if pin {
-            std::fs::write(&pinned, &out.stdout).unwrap();
+            std::fs::write(&pinned, &got).unwrap();
             continue;
         }
         let expected = std::fs::read_to_string(&pinned).unwrap();
-        let got = String::from_utf8(out.stdout).unwrap();
         let first_difference = expected.lines().zip(got.lines()).find(|(e, g)| e != g);
         assert!(
             got == expected,
