@@ -175,8 +175,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = build(config, Arc::new(SystemClock)).await?;
     reload_on_sighup(state.classifier.clone());
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
     if let Some(kf) = &state.kf {
-        kf.spawn_workers(std::time::Duration::from_secs(30), workers_stop);
+        workers = kf.spawn_workers(std::time::Duration::from_secs(30), workers_stop);
     } else if state.config.wecom.is_some() {
         tracing::warn!(
             "[wecom] has no secret: kf callbacks are recorded but messages are not pulled"
@@ -186,7 +187,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "kefu listening");
-    let result = serve(state, listener, shutdown_signal()).await;
-    let _ = stop_workers.send(true);
-    result
+    // On a signal the background workers stop first (each finishes the item in hand, within
+    // a bound), then the server drains its requests and closes the store: a worker never
+    // finds the store closed under it.
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_workers.send(true);
+        let all = join_workers(workers);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background workers did not stop within 10 s");
+        }
+    };
+    serve(state, listener, shutdown).await
+}
+
+/// Wait for every handle (a worker that panicked is already logged by its own task).
+async fn join_workers(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
 }

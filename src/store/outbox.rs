@@ -148,12 +148,14 @@ pub async fn insert(conn: &mut AnyConnection, row: &NewOutboxRow<'_>) -> sqlx::R
     Ok(())
 }
 
-/// Pending rows due by `now_ms` whose chat has no earlier row still pending or sending,
-/// oldest first (at most 200).
+/// Rows due by `now_ms` (pending and past their retry time, or claimed by a sender whose
+/// lease has run out) whose chat has no earlier row still pending or sending, oldest first
+/// (at most 200).
 pub async fn due(pool: &AnyPool, now_ms: i64) -> sqlx::Result<Vec<DueRow>> {
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT o.id, o.api, o.payload, o.attempts FROM outbox o \
-         WHERE o.status = $1 AND o.next_attempt_at <= $2 \
+         WHERE ((o.status = $1 AND o.next_attempt_at <= $2) \
+                OR (o.status = $3 AND COALESCE(o.lease_until, 0) < $2)) \
          AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.chat = o.chat AND e.seq < o.seq \
                          AND e.status IN ($1, $3)) \
          ORDER BY o.created_at, o.id LIMIT 200",
@@ -174,14 +176,23 @@ pub async fn due(pool: &AnyPool, now_ms: i64) -> sqlx::Result<Vec<DueRow>> {
         .collect())
 }
 
-/// Take a pending row for sending (and count the attempt); false when another sender took it.
-pub async fn claim(pool: &AnyPool, id: &str) -> sqlx::Result<bool> {
+/// Take a row for sending until `lease_until_ms` (and count the attempt): a pending row, or
+/// one whose previous sender's lease ran out before `now_ms`. False when another sender has it.
+pub async fn claim(
+    pool: &AnyPool,
+    id: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> sqlx::Result<bool> {
     let claimed = sqlx::query(
-        "UPDATE outbox SET status = $1, attempts = attempts + 1 WHERE id = $2 AND status = $3",
+        "UPDATE outbox SET status = $1, attempts = attempts + 1, lease_until = $2 \
+         WHERE id = $3 AND (status = $4 OR (status = $1 AND COALESCE(lease_until, 0) < $5))",
     )
     .bind(OutboxStatus::Sending.as_str())
+    .bind(lease_until_ms)
     .bind(id)
     .bind(OutboxStatus::Pending.as_str())
+    .bind(now_ms)
     .execute(pool)
     .await?
     .rows_affected();
@@ -240,16 +251,18 @@ pub async fn cancel_pending_for(conn: &mut AnyConnection, source_msgid: &str) ->
     Ok(())
 }
 
-/// Rows left `sending` by a crash go back to `pending`; returns how many.
-pub async fn recover_sending(pool: &AnyPool) -> sqlx::Result<u64> {
-    Ok(
-        sqlx::query("UPDATE outbox SET status = $1 WHERE status = $2")
-            .bind(OutboxStatus::Pending.as_str())
-            .bind(OutboxStatus::Sending.as_str())
-            .execute(pool)
-            .await?
-            .rows_affected(),
+/// Rows left `sending` whose lease ran out before `now_ms` go back to `pending`; rows
+/// another live sender holds are left alone. Returns how many.
+pub async fn recover_sending(pool: &AnyPool, now_ms: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE outbox SET status = $1 WHERE status = $2 AND COALESCE(lease_until, 0) < $3",
     )
+    .bind(OutboxStatus::Pending.as_str())
+    .bind(OutboxStatus::Sending.as_str())
+    .bind(now_ms)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// The newest rows that failed for good (at most `limit`).

@@ -40,6 +40,10 @@ mod pull;
 pub const HISTORY_CUTOFF_SECS: i64 = 10 * 60;
 /// Attempts before an outbox row is marked failed.
 pub const OUTBOX_ATTEMPTS: i64 = 6;
+/// How long a sender holds a claimed outbox row. One send, with the client's own retries,
+/// ends well within it (5 attempts of at most 5 s, with backoff); past it, the sender is
+/// taken to be gone and any sender may take the row again.
+pub const OUTBOX_LEASE_MS: i64 = 2 * 60 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KfError {
@@ -109,14 +113,17 @@ impl KfService {
 
     /// Background work until `shutdown` fires: the outbox sender, and a poller that pulls
     /// every known kf account with its stored cursor as a safety net for lost callbacks.
+    ///
+    /// Each worker finishes the item in hand before it stops; the returned handles end when
+    /// both have stopped, so the caller can wait for them before it closes the store.
     pub fn spawn_workers(
         self: &Arc<Self>,
         poll_every: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let service = self.clone();
         let mut stop = shutdown.clone();
-        tokio::spawn(async move {
+        let sender = tokio::spawn(async move {
             if let Err(e) = service.recover().await {
                 tracing::error!(error = %e, "outbox recovery failed");
             }
@@ -132,7 +139,7 @@ impl KfService {
             }
         });
         let service = self.clone();
-        tokio::spawn(async move {
+        let poller = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(poll_every) => {},
@@ -148,5 +155,6 @@ impl KfService {
                 }
             }
         });
+        vec![sender, poller]
     }
 }

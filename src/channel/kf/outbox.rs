@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use sqlx::{Any, Transaction};
 
-use super::{KfError, KfService, OUTBOX_ATTEMPTS};
+use super::{KfError, KfService, OUTBOX_ATTEMPTS, OUTBOX_LEASE_MS};
 use crate::ids::{ExternalUserId, MsgId, OpenKfId};
 use crate::store::new_id;
 use crate::store::outbox::{self as outbox_store, DueRow, NewOutboxRow};
@@ -127,12 +127,26 @@ impl KfService {
         let mut settled = 0;
         let mut failed_for_good: Vec<String> = Vec::new();
         for row in rows {
-            if !outbox_store::claim(pool, &row.id).await? {
+            let now = self.clock.now_ms();
+            if !outbox_store::claim(pool, &row.id, now, now + OUTBOX_LEASE_MS).await? {
                 continue; // another replica took it
             }
             settled += 1;
             let body: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
             let api = OutboxApi::parse(&row.api);
+            if row.attempts >= OUTBOX_ATTEMPTS {
+                // Taken back after its lease ran out, as often as it may be tried: every
+                // sender that had it died or could not record what happened. Stop here
+                // rather than send it yet again.
+                let error = format!("no outcome recorded after {} attempts", row.attempts);
+                outbox_store::mark_attempt_failed(pool, &row.id, OutboxStatus::Failed, now, &error)
+                    .await?;
+                tracing::error!(outbox_id = %row.id, "outgoing message failed for good; listed for supervisors");
+                if api != Some(OutboxApi::WebhookSend) {
+                    failed_for_good.push(failure_line(&row.api, &body, &error));
+                }
+                continue;
+            }
             let result = self.send_one(api, &row, &body).await;
             let now = self.clock.now_ms();
             match result {
@@ -235,10 +249,10 @@ impl KfService {
             .await
     }
 
-    /// Rows left in 'sending' by a crash go back to 'pending' (they are re-sent with the same
-    /// msgid).
+    /// Rows left in 'sending' whose lease ran out (a crash) go back to 'pending' (they are
+    /// re-sent with the same msgid); rows another live replica is sending are left alone.
     pub async fn recover(&self) -> Result<u64, KfError> {
-        Ok(outbox_store::recover_sending(self.store.pool()).await?)
+        Ok(outbox_store::recover_sending(self.store.pool(), self.clock.now_ms()).await?)
     }
 }
 

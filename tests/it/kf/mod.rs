@@ -392,6 +392,57 @@ async fn outgoing_messages_refused_for_good_are_listed_for_supervisors() {
 
 /// WeCom is busy when the acknowledgement goes out: it waits for its retry, and the move to
 /// the pending pool written after it waits too, so the shopper still hears it.
+/// A row another replica is sending is not reset by a replica that starts; once that
+/// sender's lease has run out (it died, or could not record the result), any sender takes
+/// the row again and it goes out once. A row taken back as often as it may be tried fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_row_is_left_to_its_sender_until_its_lease_runs_out() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let svc = kf.app.state.kf.as_ref().unwrap().clone();
+    let pool = kf.app.state.store.pool().clone();
+    kf.sim
+        .shopper_writes(KFID, "wmLease", "我的快递到哪了？", now_secs());
+    svc.pull(KFID, Some("ENCl")).await.unwrap();
+    // Another replica claimed the answer a moment ago and is still sending it.
+    sqlx::query("UPDATE outbox SET status = 'sending', attempts = 1, lease_until = $1")
+        .bind((now_secs() + 60) * 1000)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(svc.recover().await.unwrap(), 0, "a live lease is not reset");
+    svc.send_due().await.unwrap();
+    assert!(kf.sent_to("wmLease").is_empty(), "nor taken over");
+
+    // That replica is gone: past its lease the row is taken again, and sent once.
+    kf.app.clock.set_secs(now_secs() + 121);
+    svc.send_due().await.unwrap();
+    svc.send_due().await.unwrap();
+    assert_eq!(kf.sent_to("wmLease").len(), 1);
+    let status: String = sqlx::query_scalar("SELECT status FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
+
+    // A row whose senders kept vanishing stops being tried once its attempts are spent.
+    kf.sim
+        .shopper_writes(KFID, "wmLost", "我的快递到哪了？", now_secs());
+    svc.pull(KFID, Some("ENCl2")).await.unwrap();
+    sqlx::query("UPDATE outbox SET status = 'sending', attempts = 6, lease_until = 0 WHERE status = 'pending'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    svc.send_due().await.unwrap();
+    assert!(kf.sent_to("wmLost").is_empty());
+    let (status, error): (String, String) =
+        sqlx::query_as("SELECT status, last_error FROM outbox WHERE payload LIKE '%wmLost%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.contains("no outcome recorded"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_acknowledgement_holds_back_the_move_to_the_pending_pool() {
     let kf = start_with(Db::Sqlite, None, None, false).await;
