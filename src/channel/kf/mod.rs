@@ -145,9 +145,30 @@ impl KfService {
                     _ = tokio::time::sleep(poll_every) => {},
                     _ = shutdown.changed() => break,
                 }
-                let accounts = store::kf::known_accounts(service.store.pool())
+                let mut accounts = store::kf::known_accounts(service.store.pool())
                     .await
                     .unwrap_or_default();
+                // An account gets a cursor only when its first pull succeeds; if that pull
+                // failed (or its callback was lost), only WeCom's own list still names it.
+                match service.client.account_list().await {
+                    Ok(list) => {
+                        let listed = list["account_list"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|a| a["open_kfid"].as_str())
+                            .map(OpenKfId::from);
+                        for id in listed {
+                            if !accounts.contains(&id) {
+                                accounts.push(id);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "kf/account/list failed; polling known accounts")
+                    }
+                }
                 for open_kfid in accounts {
                     if let Err(e) = service.pull(&open_kfid, None).await {
                         tracing::warn!(%open_kfid, error = %e, "safety-net pull failed");

@@ -392,6 +392,20 @@ async fn outgoing_messages_refused_for_good_are_listed_for_supervisors() {
 
 /// WeCom is busy when the acknowledgement goes out: it waits for its retry, and the move to
 /// the pending pool written after it waits too, so the shopper still hears it.
+/// The callback for a brand-new kf account was lost, so kefu has no cursor for it: the
+/// safety-net poller still finds the account in WeCom's account list and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_finds_an_account_whose_first_pull_never_happened() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let svc = kf.app.state.kf.as_ref().unwrap().clone();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let _workers = svc.spawn_workers(Duration::from_millis(200), stopped);
+    kf.sim
+        .shopper_writes(KFID, "wmFirst", "我的快递到哪了？", now_secs());
+    kf.until("the poller's answer", |k| k.sent_to("wmFirst").len() == 1)
+        .await;
+}
+
 /// A row another replica is sending is not reset by a replica that starts; once that
 /// sender's lease has run out (it died, or could not record the result), any sender takes
 /// the row again and it goes out once. A row taken back as often as it may be tried fails.
