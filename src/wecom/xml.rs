@@ -236,26 +236,27 @@ pub struct InboundMessage {
 
 impl InboundMessage {
     /// The key that makes WeCom's retries and replays of one message collide: `MsgId` for
-    /// messages; the kf `Token` for `kf_msg_or_event`; `FromUserName|CreateTime|Event` for
-    /// other events.
+    /// messages; the kf `Token` for `kf_msg_or_event`; for other events, who, when and which
+    /// event, with a digest of the whole (decrypted) XML. A retry repeats the XML exactly,
+    /// while two different events of one shopper in one second (two scans, two locations)
+    /// differ in some field and are both kept.
     pub fn dedup_key(&self, raw: &str) -> String {
+        use sha1::{Digest, Sha1};
         if let Some(id) = &self.msg_id {
             return format!("msg:{id}");
         }
+        let digest = || hex::encode(Sha1::digest(raw.as_bytes()));
         match &self.body {
             MsgBody::KfMsgOrEvent { token, .. } => format!("kf:{token}"),
-            MsgBody::Event { event, event_key } => format!(
+            MsgBody::Event { event, .. } => format!(
                 "evt:{}|{}|{}|{}",
                 self.from_user.as_deref().unwrap_or(""),
                 self.create_time,
                 event,
-                event_key.as_deref().unwrap_or("")
+                digest()
             ),
             // No id at all: the whole message is its own identity.
-            _ => {
-                use sha1::{Digest, Sha1};
-                format!("raw:{}", hex::encode(Sha1::digest(raw.as_bytes())))
-            }
+            _ => format!("raw:{}", digest()),
         }
     }
 
@@ -396,7 +397,17 @@ mod tests {
     fn other_events_key_on_sender_time_and_event() {
         let x = "<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>5</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>";
         let m = parse_message(x).unwrap();
-        assert_eq!(m.dedup_key(x), "evt:o1|5|subscribe|");
+        let key = m.dedup_key(x);
+        assert!(key.starts_with("evt:o1|5|subscribe|"), "{key}");
+        assert_eq!(key, m.dedup_key(x), "a retry of the same event collides");
+        // Two different scans by one shopper in the same second are two events.
+        let scan = |result: &str| {
+            format!("<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>5</CreateTime><MsgType>event</MsgType><Event>scancode_waitmsg</Event><EventKey>k</EventKey><ScanCodeInfo><ScanType>qrcode</ScanType><ScanResult>{result}</ScanResult></ScanCodeInfo></xml>")
+        };
+        let (a, b) = (scan("A1"), scan("B2"));
+        let key_a = parse_message(&a).unwrap().dedup_key(&a);
+        let key_b = parse_message(&b).unwrap().dedup_key(&b);
+        assert_ne!(key_a, key_b);
     }
 
     #[test]
