@@ -80,6 +80,14 @@ impl RawWecom {
                 "expected an http:// or https:// URL",
             ));
         }
+        // The corp secret and access tokens travel in its query strings: plain HTTP only to
+        // this machine (the simulator, a local proxy that adds TLS).
+        if api_base.starts_with("http://") && !is_local(&api_base["http://".len()..]) {
+            return Err(invalid(
+                "wecom.api_base",
+                "must be https:// unless it is on this machine (localhost, 127.0.0.1, [::1])",
+            ));
+        }
         Ok(WecomConfig {
             corp_id,
             token,
@@ -88,5 +96,44 @@ impl RawWecom {
             api_base,
             alert_webhook_key: self.alert_webhook_key.filter(|s| !s.trim().is_empty()),
         })
+    }
+}
+
+/// Whether `host_and_rest` (what follows `http://`) names this machine.
+fn is_local(host_and_rest: &str) -> bool {
+    let authority = host_and_rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for local in [
+            "127.0.0.1:8080",
+            "localhost",
+            "localhost:99/x",
+            "[::1]:5000",
+            "127.0.0.2",
+        ] {
+            assert!(super::is_local(local), "{local}");
+        }
+        for remote in [
+            "qyapi.weixin.qq.com",
+            "10.0.0.5:80",
+            "localhost.evil.com",
+            "[2001:db8::1]:80",
+            "127.0.0.1.evil.com",
+        ] {
+            assert!(!super::is_local(remote), "{remote}");
+        }
     }
 }

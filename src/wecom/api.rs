@@ -128,6 +128,8 @@ impl WecomClient {
         WecomClient {
             http: reqwest::Client::builder()
                 .timeout(retry.timeout)
+                // URLs carry the access token: never replay them to wherever a 3xx points.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             base: base.trim_end_matches('/').to_string(),
