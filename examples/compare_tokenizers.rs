@@ -1,5 +1,5 @@
 //! Accuracy of the classifier with different tokenisations, everything else fixed:
-//! `cargo run --release --features jieba --example compare_tokenizers -- ../shared/eval/dev.tsv`
+//! `cargo run --release --features jieba --example compare_tokenizers -- tests/fixtures/dev.tsv`
 
 use std::sync::OnceLock;
 
@@ -39,7 +39,7 @@ fn words_and_ngrams(text: &str) -> Vec<String> {
 fn main() {
     let file = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "../shared/eval/dev.tsv".into());
+        .unwrap_or_else(|| "tests/fixtures/dev.tsv".into());
     let text = std::fs::read_to_string(&file).expect("eval file");
     let examples = eval::parse_tsv(&text).expect("eval file parses");
     let library = kefu::library::load(std::path::Path::new("replies")).expect("library");
