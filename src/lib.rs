@@ -17,5 +17,6 @@ pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod taxonomy;
+pub mod tickets;
 pub mod web;
 pub mod wecom;

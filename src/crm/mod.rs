@@ -6,6 +6,10 @@
 //! "vip" (or any tag containing "VIP") a VIP. Profiles are cached in `kf_customers` for a
 //! day. Lookups never fail: a shopper WeCom says nothing about has an empty profile.
 
+pub mod tier;
+
+pub use tier::CustomerTier;
+
 use std::collections::HashMap;
 
 use crate::clock::SharedClock;
@@ -60,6 +64,36 @@ impl Tier {
 pub struct CustomerProfile {
     pub nickname: Option<String>,
     pub tier: Option<Tier>,
+    /// The customer's tier for tickets and routing, with the reasons for it.
+    pub standing: Standing,
+}
+
+/// A customer's tier for tickets, why, and whether a tag raises their tickets' priority.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub tier: CustomerTier,
+    /// Human-readable, e.g. "tag VIP", "14 orders, ¥8,600 in 12 months".
+    pub reasons: Vec<String>,
+    /// A tag such as 投诉风险 moves this customer's tickets one priority up.
+    pub raise_priority: bool,
+}
+
+impl Standing {
+    /// Placeholder until purchase history and tier rules arrive: tags only.
+    pub fn from_tags(tags: &[String]) -> Standing {
+        match Tier::from_tags(tags) {
+            Some(_) => Standing {
+                tier: CustomerTier::Vip,
+                reasons: vec!["tag VIP".into()],
+                raise_priority: false,
+            },
+            None => Standing {
+                tier: CustomerTier::New,
+                reasons: vec!["no orders on record".into()],
+                raise_priority: false,
+            },
+        }
+    }
 }
 
 impl CustomerProfile {
@@ -83,9 +117,11 @@ pub async fn profile(
         .flatten();
     if let Some(c) = cached {
         if now_ms - c.fetched_at < PROFILE_TTL_MS {
+            let tags: Vec<String> = serde_json::from_str(&c.tags).unwrap_or_default();
             return CustomerProfile {
                 nickname: c.nickname,
                 tier: c.tier.as_deref().and_then(Tier::parse),
+                standing: Standing::from_tags(&tags),
             };
         }
     }
@@ -120,7 +156,11 @@ pub async fn profile(
         now_ms,
     )
     .await;
-    CustomerProfile { nickname, tier }
+    CustomerProfile {
+        nickname,
+        tier,
+        standing: Standing::from_tags(&tags),
+    }
 }
 
 /// The profiles of several customers, each looked up once (network calls: keep them outside

@@ -190,6 +190,8 @@ pub struct StatusCounts {
 pub struct CachedCustomer {
     pub nickname: Option<String>,
     pub tier: Option<String>,
+    /// JSON array of tag names.
+    pub tags: String,
     pub fetched_at: i64,
 }
 
@@ -425,17 +427,20 @@ pub async fn cached_customer<'e>(
     db: impl Executor<'e, Database = Any>,
     external_userid: &ExternalUserId,
 ) -> sqlx::Result<Option<CachedCustomer>> {
-    let row: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
-        "SELECT nickname, tier, fetched_at FROM kf_customers WHERE external_userid = $1",
+    let row: Option<(Option<String>, Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT nickname, tier, tags, fetched_at FROM kf_customers WHERE external_userid = $1",
     )
     .bind(external_userid.as_str())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(nickname, tier, fetched_at)| CachedCustomer {
-        nickname,
-        tier,
-        fetched_at,
-    }))
+    Ok(
+        row.map(|(nickname, tier, tags, fetched_at)| CachedCustomer {
+            nickname,
+            tier,
+            tags,
+            fetched_at,
+        }),
+    )
 }
 
 /// Cache a profile; `tags_json` is a JSON array of the customer's tag names.
