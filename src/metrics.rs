@@ -40,6 +40,14 @@ pub struct ApiLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlaLabel {
+    /// first_response | next_response | resolution
+    pub target: String,
+    /// warning | breach
+    pub kind: String,
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -50,6 +58,7 @@ pub struct Metrics {
     pub duplicates: Family<ChannelLabel, Counter>,
     pub recorded: Family<MessageLabel, Counter>,
     pub wecom_calls: Family<ApiLabel, Counter>,
+    pub sla: Family<SlaLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -102,7 +111,14 @@ impl Metrics {
             "WeCom API calls by API and outcome (ok or errcode_N, network, decode)",
             wecom_calls.clone(),
         );
+        let sla = Family::<SlaLabel, Counter>::default();
+        registry.register(
+            "ticket_sla_marks",
+            "Ticket SLA warnings (80% of a target's business time) and breaches, by target",
+            sla.clone(),
+        );
         Metrics {
+            sla,
             registry,
             requests,
             latency,

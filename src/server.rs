@@ -15,6 +15,7 @@ use crate::config::{redact_url, Config};
 use crate::intent::SharedClassifier;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tickets::TicketService;
 use crate::web::{router, AppState, MpChannel, Services};
 use crate::wecom::api::{RetryPolicy, WecomClient};
 
@@ -54,6 +55,11 @@ fn wire(
     classifier: Arc<SharedClassifier>,
 ) -> AppState {
     let metrics = Arc::new(Metrics::new());
+    let tickets = Arc::new(TicketService::new(
+        clock.clone(),
+        config.ticket_settings(),
+        metrics.clone(),
+    ));
     let kf = config.wecom.as_ref().and_then(|w| {
         let secret = w.secret.as_deref()?;
         let client = WecomClient::new(
@@ -71,6 +77,7 @@ fn wire(
             classifier.clone(),
             clock.clone(),
             config.acks.clone(),
+            tickets.clone(),
             w.alert_webhook_key.clone(),
         ))
     });
@@ -99,6 +106,7 @@ fn wire(
         classifier,
         intake,
         kf,
+        tickets,
         wecom_crypt,
         mp,
     })

@@ -9,6 +9,7 @@
 mod callback;
 mod classifier;
 mod mp;
+mod tickets;
 mod wecom;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::crypto::decode_aes_key;
 
 pub use callback::{AckTexts, CallbackLimits, DEFAULT_ACK_TEXT, DEFAULT_OFFLINE_ACK_TEXT};
 pub use mp::MpConfig;
+pub use tickets::{parse_duration_ms, TicketsConfig};
 pub use wecom::WecomConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,7 @@ struct RawConfig {
     mp: Option<mp::RawMp>,
     callback: Option<callback::RawCallback>,
     classifier: Option<classifier::RawClassifier>,
+    tickets: Option<tickets::RawTickets>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +133,25 @@ pub struct Config {
     /// `[callback]` acknowledgement texts.
     pub acks: AckTexts,
     pub classifier: crate::intent::Thresholds,
+    /// `[tickets]`.
+    pub tickets: TicketsConfig,
+}
+
+impl Config {
+    /// Everything tickets need: `[tickets]` with the SLA calendar and policies and the
+    /// priority table.
+    pub fn ticket_settings(&self) -> crate::tickets::TicketSettings {
+        let t = &self.tickets;
+        crate::tickets::TicketSettings {
+            agents_reply_in: t.agents_reply_in,
+            reopen_within_ms: t.reopen_within_ms,
+            assignment_timeout_ms: t.assignment_timeout_ms,
+            csat: t.csat,
+            rejection_phrases: t.rejection_phrases.clone(),
+            agents: t.agents.clone(),
+            ..crate::tickets::TicketSettings::default()
+        }
+    }
 }
 
 // Secrets are left out of Debug so a stray `{:?}` cannot log them.
@@ -256,6 +278,9 @@ impl RawConfig {
             .apply_env(env)?;
         self.classifier
             .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.tickets
+            .get_or_insert_with(Default::default)
             .apply_env(env)
     }
 
@@ -306,6 +331,7 @@ impl RawConfig {
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
         let (callback, acks) = self.callback.unwrap_or_default().validate()?;
         let classifier = self.classifier.unwrap_or_default().validate()?;
+        let tickets = self.tickets.unwrap_or_default().validate()?;
 
         Ok(Config {
             listen,
@@ -318,6 +344,7 @@ impl RawConfig {
             callback,
             acks,
             classifier,
+            tickets,
         })
     }
 }

@@ -286,3 +286,20 @@ pub async fn failed(pool: &AnyPool, limit: i64) -> sqlx::Result<Vec<FailedRow>> 
         })
         .collect())
 }
+
+/// `send_msg` rows written for `chat` at or after `since_ms` that were not cancelled or
+/// refused: what counts against WeCom's send quota.
+pub async fn sends_since(conn: &mut AnyConnection, chat: &str, since_ms: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE chat = $1 AND api = $2 AND created_at >= $3 \
+         AND status IN ($4, $5, $6)",
+    )
+    .bind(chat)
+    .bind(OutboxApi::SendMsg.as_str())
+    .bind(since_ms)
+    .bind(OutboxStatus::Pending.as_str())
+    .bind(OutboxStatus::Sending.as_str())
+    .bind(OutboxStatus::Sent.as_str())
+    .fetch_one(conn)
+    .await
+}

@@ -24,6 +24,7 @@ use crate::crypto::MsgCrypt;
 use crate::intent::SharedClassifier;
 use crate::metrics::{Metrics, RouteLabel, RouteOutcome};
 use crate::store::Store;
+use crate::tickets::TicketService;
 
 pub use auth::Admin;
 pub use error::WebError;
@@ -56,6 +57,8 @@ pub struct Services {
     pub intake: Intake,
     /// The WeCom Customer Service loop, when `[wecom] secret` is set.
     pub kf: Option<Arc<KfService>>,
+    /// Tickets, their agents and SLA clocks.
+    pub tickets: Arc<TicketService>,
     /// WeCom callback crypto (CorpID as receive id), when `[wecom]` is configured.
     pub wecom_crypt: Option<Arc<MsgCrypt>>,
     /// Official Account: its token for plain signatures, and crypto for safe mode.

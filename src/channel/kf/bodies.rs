@@ -55,3 +55,34 @@ pub(super) fn welcome(library: &Library, code: &str) -> Value {
     json!({"code": code, "msgtype": "msgmenu",
            "msgmenu": {"head_content": format!("您好，欢迎来到{shop}！您可能想问："), "list": items, "tail_content": MENU_TAIL}})
 }
+
+/// Menu ids of the satisfaction survey: `csat_<rating>_<ticket id>`.
+pub(super) const CSAT_PREFIX: &str = "csat_";
+pub(super) const CSAT_RATINGS: [(&str, &str); 3] = [("good", "满意"), ("ok", "一般"), ("bad", "不满意")];
+
+/// The satisfaction survey for a ticket: a menu of three ratings. `code` (the event's
+/// msg_code) makes it a `send_msg_on_event` body; without it, a `send_msg` body.
+pub(super) fn csat(
+    ticket_id: &str,
+    to: &ExternalUserId,
+    open_kfid: &OpenKfId,
+    code: Option<&str>,
+) -> Value {
+    let items: Vec<Value> = CSAT_RATINGS
+        .iter()
+        .map(|(id, label)| json!({"type": "click", "click": {"id": format!("{CSAT_PREFIX}{id}_{ticket_id}"), "content": label}}))
+        .collect();
+    let menu = json!({"head_content": "请为本次服务评价：", "list": items, "tail_content": "感谢您的反馈"});
+    match code {
+        Some(code) => json!({"code": code, "msgtype": "msgmenu", "msgmenu": menu}),
+        None => json!({"touser": to, "open_kfid": open_kfid, "msgtype": "msgmenu", "msgmenu": menu}),
+    }
+}
+
+/// The rating and ticket of a survey click (`csat_good_<ticket id>`).
+pub(super) fn csat_click(menu_id: &str) -> Option<(&'static str, &str)> {
+    let rest = menu_id.strip_prefix(CSAT_PREFIX)?;
+    let (rating, ticket) = rest.split_once('_')?;
+    let rating = CSAT_RATINGS.iter().find(|(id, _)| *id == rating)?.0;
+    (!ticket.is_empty()).then_some((rating, ticket))
+}

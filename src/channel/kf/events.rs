@@ -75,6 +75,8 @@ impl KfService {
             3 => SessionState::Ended,
             _ => return Ok(()),
         };
+        self.ticket_follows_session(tx, open_kfid, who, e, state == SessionState::Ended)
+            .await?;
         kf_store::set_session(
             tx,
             open_kfid,
@@ -136,6 +138,8 @@ impl KfService {
             return Ok(());
         }
         kf_store::set_agent_status(tx, open_kfid, servicer, status, self.clock.now_ms()).await?;
+        self.agent_duty_changed(tx, servicer, status == AgentStatus::OnDuty)
+            .await?;
         // Debug formatting escapes whatever the ids contain.
         tracing::info!(
             open_kfid = ?open_kfid.as_str(),

@@ -27,6 +27,7 @@ use crate::crm::{self, CustomerProfile};
 use crate::ids::{ExternalUserId, OpenKfId};
 use crate::intent::SharedClassifier;
 use crate::store::{self, Store};
+use crate::tickets::TicketService;
 use crate::wecom::api::{ApiError, WecomClient};
 
 mod bodies;
@@ -34,6 +35,9 @@ mod decide;
 mod events;
 mod outbox;
 mod pull;
+mod tickets;
+
+pub use tickets::{ReplyOutcome, TicketWork};
 
 /// Messages older than this when first pulled are history (e.g. the 3 days a first pull
 /// returns): recorded and left to a person, never answered by the bot.
@@ -45,12 +49,17 @@ pub const OUTBOX_ATTEMPTS: i64 = 6;
 /// taken to be gone and any sender may take the row again.
 pub const OUTBOX_LEASE_MS: i64 = 2 * 60 * 1000;
 
+/// How often the ticket watch runs when nothing wakes it (SLA marks, idle assignments).
+const TICKET_TICK: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum KfError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Ticket(#[from] crate::tickets::TicketError),
 }
 
 /// What one pull did.
@@ -60,6 +69,10 @@ pub struct PullReport {
     pub new_messages: usize,
     pub answered: usize,
     pub handed_over: usize,
+    /// Tickets opened (or reopened) by this pull.
+    pub tickets_opened: usize,
+    /// Messages added to a customer's open ticket.
+    pub appended: usize,
 }
 
 pub struct KfService {
@@ -68,6 +81,7 @@ pub struct KfService {
     classifier: Arc<SharedClassifier>,
     clock: SharedClock,
     acks: AckTexts,
+    tickets: Arc<TicketService>,
     /// Group robot for supervisors' alerts (outgoing messages that failed for good).
     alert_webhook_key: Option<String>,
     /// One pull per kf account at a time (see [`KfService::pull`]).
@@ -76,6 +90,8 @@ pub struct KfService {
     outbox_ready: Notify,
     /// One `send_due` at a time in this process.
     outbox_lock: Mutex<()>,
+    /// Woken when tickets may be waiting for an agent (opened, agent free or added).
+    tickets_ready: Notify,
 }
 
 impl KfService {
@@ -85,6 +101,7 @@ impl KfService {
         classifier: Arc<SharedClassifier>,
         clock: SharedClock,
         acks: AckTexts,
+        tickets: Arc<TicketService>,
         alert_webhook_key: Option<String>,
     ) -> Arc<KfService> {
         Arc::new(KfService {
@@ -93,10 +110,12 @@ impl KfService {
             classifier,
             clock,
             acks,
+            tickets,
             alert_webhook_key,
             locks: Mutex::new(HashMap::new()),
             outbox_ready: Notify::new(),
             outbox_lock: Mutex::new(()),
+            tickets_ready: Notify::new(),
         })
     }
 
@@ -121,6 +140,7 @@ impl KfService {
         poll_every: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        let shutdown_tickets = shutdown.clone();
         let service = self.clone();
         let mut stop = shutdown.clone();
         let sender = tokio::spawn(async move {
@@ -176,6 +196,23 @@ impl KfService {
                 }
             }
         });
-        vec![sender, poller]
+        let service = self.clone();
+        let mut stop = shutdown_tickets;
+        let watcher = tokio::spawn(async move {
+            if let Err(e) = service.sync_agents().await {
+                tracing::warn!(error = %e, "could not record the configured agents");
+            }
+            loop {
+                if let Err(e) = service.ticket_pass().await {
+                    tracing::warn!(error = %e, "ticket pass failed");
+                }
+                tokio::select! {
+                    _ = service.tickets_ready.notified() => {},
+                    _ = tokio::time::sleep(TICKET_TICK) => {},
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        vec![sender, poller, watcher]
     }
 }

@@ -64,10 +64,33 @@ impl KfService {
         &self,
         tx: &mut Transaction<'static, Any>,
         api: OutboxApi,
-        mut body: Value,
+        body: Value,
         source: Option<&MsgId>,
         chat: Option<(&OpenKfId, &ExternalUserId)>,
     ) -> Result<(), KfError> {
+        self.enqueue_row(tx, api, body, source, chat).await.map(|_| ())
+    }
+
+    /// [`KfService::enqueue`] without a source message, returning the row's id (also the
+    /// msgid WeCom is given).
+    pub(super) async fn enqueue_returning_id(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        api: OutboxApi,
+        body: Value,
+        chat: Option<(&OpenKfId, &ExternalUserId)>,
+    ) -> Result<String, KfError> {
+        self.enqueue_row(tx, api, body, None, chat).await
+    }
+
+    async fn enqueue_row(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        api: OutboxApi,
+        mut body: Value,
+        source: Option<&MsgId>,
+        chat: Option<(&OpenKfId, &ExternalUserId)>,
+    ) -> Result<String, KfError> {
         let now = self.clock.now_ms();
         // "kf" + 26 hex digits: a valid kf msgid (≤ 32 of [0-9a-zA-Z_-]) and the send's idempotency key.
         let id = format!("kf{}", &new_id(now)[3..]);
@@ -94,7 +117,7 @@ impl KfService {
             },
         )
         .await?;
-        Ok(())
+        Ok(id)
     }
 
     /// Send every due outbox row; returns how many were sent.
@@ -231,10 +254,24 @@ impl KfService {
         what: &str,
         lines: &[String],
     ) -> Result<(), KfError> {
+        let title = format!("{} 条消息{what}", lines.len());
+        self.alert_with(tx, &title, lines, "详见 GET /api/outbox/failed")
+            .await
+    }
+
+    /// Queue a markdown alert for the supervisors' group robot: a title, at most
+    /// [`ALERT_LINES_SHOWN`] lines, and where to read more.
+    pub(super) async fn alert_with(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        title: &str,
+        lines: &[String],
+        footer: &str,
+    ) -> Result<(), KfError> {
         if self.alert_webhook_key.is_none() || lines.is_empty() {
             return Ok(());
         }
-        let mut content = format!("**kefu：{} 条消息{what}**\n", lines.len());
+        let mut content = format!("**kefu：{title}**\n");
         for line in lines.iter().take(ALERT_LINES_SHOWN) {
             content.push_str("> ");
             content.push_str(line);
@@ -243,7 +280,7 @@ impl KfService {
         if lines.len() > ALERT_LINES_SHOWN {
             content.push_str(&format!("> 另有 {} 条\n", lines.len() - ALERT_LINES_SHOWN));
         }
-        content.push_str("详见 GET /api/outbox/failed");
+        content.push_str(footer);
         let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
         self.enqueue(tx, OutboxApi::WebhookSend, body, None, None)
             .await

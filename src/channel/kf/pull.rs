@@ -58,6 +58,9 @@ pub(super) struct PulledEvent {
     /// `session_status_change`: 1 taken from the pool, 2 transferred, 3 ended, 4 reopened.
     pub change_type: Option<i64>,
     pub new_servicer_userid: Option<String>,
+    /// `session_status_change`: a code for one `send_msg_on_event` (e.g. the survey when
+    /// the session ends).
+    pub msg_code: Option<String>,
     /// `msg_send_fail`: our msgid (the outbox row's id) and why.
     pub fail_msgid: Option<String>,
     /// Kept as WeCom sent it: it is only quoted in messages.
@@ -147,6 +150,9 @@ impl KfService {
             }
             tx.commit().await?;
             self.outbox_ready.notify_one();
+            if report.tickets_opened > 0 {
+                self.tickets_ready.notify_one();
+            }
             if page["has_more"].as_i64().unwrap_or(0) != 1 {
                 break;
             }
@@ -230,7 +236,9 @@ impl KfService {
                     .await
             }
             (Some(Origin::Servicer), _) => {
-                // An agent wrote from WeCom: a person holds the session.
+                // An agent wrote from WeCom: a person holds the session, and the reply counts
+                // as the agent's response on the customer's open ticket.
+                self.agent_wrote_in_wecom(tx, open_kfid, &pulled, content).await?;
                 kf_store::set_session(
                     tx,
                     open_kfid,

@@ -28,11 +28,27 @@ async fn simulator() -> (Simulator, String) {
     (sim, base)
 }
 
+/// kefu with the simulator as WeCom; agents answer in WeCom and, with no agents configured
+/// in kefu, WeCom's pending pool hands chats out.
 async fn start_with(
     db: Db,
     url: Option<String>,
     wecom: Option<(Simulator, String)>,
     workers: bool,
+) -> Kf {
+    start_configured(db, url, wecom, workers, |c| {
+        c.tickets.agents_reply_in = kefu::tickets::ReplyMode::Wecom;
+    })
+    .await
+}
+
+/// kefu with the simulator as WeCom, its configuration changed by `edit`.
+async fn start_configured(
+    db: Db,
+    url: Option<String>,
+    wecom: Option<(Simulator, String)>,
+    workers: bool,
+    edit: impl FnOnce(&mut kefu::config::Config) + Send + 'static,
 ) -> Kf {
     let (sim, base) = match wecom {
         Some(w) => w,
@@ -46,6 +62,7 @@ async fn start_with(
         if let Some(url) = url {
             c.database_url = url;
         }
+        edit(c);
     })
     .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -33,7 +33,7 @@ async fn replicas(
             CORP_ID,
             SECRET,
             Some(store.clone()),
-            metrics,
+            metrics.clone(),
             clock.clone(),
             RetryPolicy::default(),
         );
@@ -44,8 +44,17 @@ async fn replicas(
             store,
             Arc::new(client),
             Arc::new(classifier),
-            clock,
+            clock.clone(),
             AckTexts::new(ack),
+            // WeCom's pending pool hands the chats out: no agents in kefu.
+            Arc::new(kefu::tickets::TicketService::new(
+                clock,
+                kefu::tickets::TicketSettings {
+                    agents_reply_in: kefu::tickets::ReplyMode::Wecom,
+                    ..Default::default()
+                },
+                Arc::new(Metrics::new()),
+            )),
             None,
         );
         kf.spawn_workers(Duration::from_millis(100), stopped.clone());
@@ -172,7 +181,9 @@ async fn two_replicas_on_postgres_process_1000_messages_once() {
             sim.shopper_writes(
                 KFID,
                 &format!("wm{:03}", n % 250),
-                questions[n % questions.len()],
+                // Each shopper asks four different questions: a question asked twice within
+                // ten minutes would go to a person.
+                questions[n / 250],
                 now_secs(),
             );
         }

@@ -1,0 +1,353 @@
+//! The kf side of tickets: what WeCom must be told when a ticket moves, and what WeCom
+//! tells kefu about the people working them.
+//!
+//! - A routing and watch pass ([`KfService::ticket_pass`]): hand queued tickets to agents
+//!   (in `wecom` mode the session moves to the agent, state 3), record SLA warnings and
+//!   breaches (breaches alert the supervisors' group robot), requeue idle assignments and
+//!   close resolved tickets past the reopen window.
+//! - Agents' actions that reach the shopper: a reply from the console (through the outbox
+//!   and `send_msg`, within WeCom's quota), assignment, and resolution with its survey.
+//! - WeCom's reports: an agent's message from the WeCom app, a session taken or ended, an
+//!   agent on or off duty.
+//!
+//! A transaction that changes tickets outside a pull starts by taking the routing turn, and
+//! on PostgreSQL the kf account's advisory lock before it writes to a chat's outbox, in
+//! that order (a pull holds only the account lock): rows of one chat keep their order.
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{Any, Transaction};
+
+use super::bodies;
+use super::pull::{Pulled, PulledEvent};
+use super::{KfError, KfService};
+use crate::ids::{ExternalUserId, OpenKfId};
+use crate::store::kf as kf_store;
+use crate::store::outbox as outbox_store;
+use crate::store::{Backend, OutboxApi, SessionState};
+use crate::tickets::routing::Agent;
+use crate::tickets::{self, store as ticket_store, Action, ReplyMode, Ticket, TicketError};
+
+/// WeCom's send quota: messages after each shopper message, and for how long.
+pub const SEND_QUOTA: i64 = 5;
+pub const SEND_WINDOW_MS: i64 = 48 * 3600 * 1000;
+
+/// What one ticket pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TicketWork {
+    pub assigned: usize,
+    pub warnings: usize,
+    pub breaches: usize,
+    pub requeued: usize,
+    pub closed: usize,
+}
+
+/// A console reply, queued.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyOutcome {
+    pub outbox_id: String,
+    /// Messages WeCom still takes for this shopper before they write again.
+    pub quota_left: i64,
+}
+
+fn chat_key(account: &str, customer: &str) -> String {
+    format!("{account}/{customer}")
+}
+
+impl KfService {
+    pub fn tickets(&self) -> &tickets::TicketService {
+        &self.tickets
+    }
+
+    /// Wake the ticket pass (a ticket was resolved, an agent added or back on duty).
+    pub fn tickets_changed(&self) {
+        self.tickets_ready.notify_one();
+    }
+
+    /// A transaction for changing tickets outside a pull: the routing turn is taken first.
+    pub async fn ticket_tx(&self) -> Result<Transaction<'static, Any>, KfError> {
+        let mut tx = self.store.pool().begin().await?;
+        ticket_store::take_routing_turn(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// On PostgreSQL, the kf account's lock: this transaction may now number the chat's
+    /// outbox rows (see [`KfService::pull`]).
+    async fn lock_chat(&self, tx: &mut Transaction<'static, Any>, account: &str) -> Result<(), KfError> {
+        if self.store.backend() == Backend::Postgres {
+            kf_store::lock_account(tx, &OpenKfId::from(account)).await?;
+        }
+        Ok(())
+    }
+
+    /// Record the agents of `[[tickets.agents]]` (their duty state stays WeCom's).
+    pub async fn sync_agents(&self) -> Result<(), KfError> {
+        let configured = self.tickets.settings().agents.clone();
+        if configured.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let mut tx = self.ticket_tx().await?;
+        for a in &configured {
+            ticket_store::upsert_agent(&mut tx, &a.to_row(now), false).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Add or change an agent (the API); routing runs again.
+    pub async fn save_agent(&self, agent: &Agent) -> Result<(), KfError> {
+        let mut tx = self.ticket_tx().await?;
+        ticket_store::upsert_agent(&mut tx, &agent.to_row(self.clock.now_ms()), true).await?;
+        tx.commit().await?;
+        self.tickets_changed();
+        Ok(())
+    }
+
+    /// Route, then watch: one transaction each, so a failing watch does not hold routing.
+    pub async fn ticket_pass(&self) -> Result<TicketWork, KfError> {
+        let mut work = TicketWork::default();
+        let mut tx = self.ticket_tx().await?;
+        let requeued = self.tickets.requeue_idle(&mut tx).await?;
+        work.requeued = requeued.len();
+        work.closed = self.tickets.close_expired(&mut tx).await?;
+        let marks = self.tickets.check_sla(&mut tx).await?;
+        let mut lines = Vec::new();
+        for m in &marks {
+            if m.breach {
+                work.breaches += 1;
+                lines.push(format!(
+                    "工单 {} {} 超时（客户 {}，负责人 {}）",
+                    m.ticket_id,
+                    m.target.as_str(),
+                    super::outbox::strip_markdown(&m.external_userid),
+                    super::outbox::strip_markdown(m.assignee.as_deref().unwrap_or("未分配"))
+                ));
+            } else {
+                work.warnings += 1;
+            }
+        }
+        self.alert_with(&mut tx, "SLA 超时", &lines, "详见 GET /api/tickets?breached=true")
+            .await?;
+        tx.commit().await?;
+
+        let mut tx = self.ticket_tx().await?;
+        let assigned = self.tickets.route(&mut tx).await?;
+        for a in &assigned {
+            if self.tickets.settings().agents_reply_in == ReplyMode::Wecom && a.ticket.channel == "kf" {
+                self.move_to_agent(&mut tx, &a.ticket, &a.agent).await?;
+            }
+        }
+        tx.commit().await?;
+        work.assigned = assigned.len();
+        if !assigned.is_empty() {
+            self.outbox_ready.notify_one();
+        }
+        Ok(work)
+    }
+
+    /// In `wecom` mode: the session goes to the agent (state 3), who answers in WeCom.
+    async fn move_to_agent(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        t: &Ticket,
+        agent: &str,
+    ) -> Result<(), KfError> {
+        self.lock_chat(tx, &t.account).await?;
+        let (kfid, customer) = (OpenKfId::from(t.account.as_str()), ExternalUserId::from(t.external_userid.as_str()));
+        let trans = json!({"open_kfid": kfid, "external_userid": customer,
+                           "service_state": SessionState::Agent.as_i64(), "servicer_userid": agent});
+        self.enqueue(tx, OutboxApi::ServiceStateTrans, trans, None, Some((&kfid, &customer)))
+            .await?;
+        kf_store::set_session(tx, &kfid, &customer, SessionState::Agent, Some(agent), self.clock.now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Assign a ticket to an agent by hand (`actor`: who did it).
+    pub async fn assign_ticket(&self, id: &str, agent: &str, actor: &str) -> Result<Ticket, KfError> {
+        let mut tx = self.ticket_tx().await?;
+        let t = ticket_store::get(&mut *tx, id)
+            .await?
+            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        let t = self.tickets.act(&mut tx, &t, Action::Assign, actor, Some(agent)).await?;
+        if self.tickets.settings().agents_reply_in == ReplyMode::Wecom && t.channel == "kf" {
+            self.move_to_agent(&mut tx, &t, agent).await?;
+        }
+        tx.commit().await?;
+        self.outbox_ready.notify_one();
+        Ok(t)
+    }
+
+    /// Resolve a ticket; the shopper gets the satisfaction survey (console mode, where kefu
+    /// can still write to them, and unless turned off).
+    pub async fn resolve_ticket(&self, id: &str, actor: &str) -> Result<Ticket, KfError> {
+        let mut tx = self.ticket_tx().await?;
+        let t = ticket_store::get(&mut *tx, id)
+            .await?
+            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        let t = self.tickets.act(&mut tx, &t, Action::Resolve, actor, None).await?;
+        let settings = self.tickets.settings();
+        if settings.csat && settings.agents_reply_in == ReplyMode::Console && t.channel == "kf" {
+            let (kfid, customer) = (OpenKfId::from(t.account.as_str()), ExternalUserId::from(t.external_userid.as_str()));
+            if self.quota_left(&mut tx, &kfid, &customer).await? > 0 {
+                self.lock_chat(&mut tx, &t.account).await?;
+                let body = bodies::csat(&t.id, &customer, &kfid, None);
+                self.enqueue(&mut tx, OutboxApi::SendMsg, body, None, Some((&kfid, &customer)))
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        self.outbox_ready.notify_one();
+        self.tickets_changed();
+        Ok(t)
+    }
+
+    /// An agent's reply from the console (console mode): queued for `send_msg`, counted as
+    /// the agent's response. Refused while WeCom would refuse it (no quota left, or the
+    /// session is with a person in WeCom).
+    pub async fn reply_to_ticket(&self, id: &str, agent: &str, text: &str) -> Result<ReplyOutcome, KfError> {
+        let mut tx = self.ticket_tx().await?;
+        let t = ticket_store::get(&mut *tx, id)
+            .await?
+            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        if !t.status().is_open() {
+            return Err(TicketError::Forbidden { action: "reply to", status: t.status().as_str() }.into());
+        }
+        if t.channel != "kf" {
+            return Err(TicketError::Conflict("replies can be sent only to WeCom Customer Service chats".into()).into());
+        }
+        let (kfid, customer) = (OpenKfId::from(t.account.as_str()), ExternalUserId::from(t.external_userid.as_str()));
+        let state = kf_store::session_state(&mut tx, &kfid, &customer).await?;
+        if matches!(state, Some(SessionState::Pool | SessionState::Agent)) {
+            return Err(TicketError::Conflict(
+                "WeCom does not let kefu write to this shopper now: the session is with a person in WeCom (95018)".into(),
+            )
+            .into());
+        }
+        let left = self.quota_left(&mut tx, &kfid, &customer).await?;
+        if left == 0 {
+            return Err(TicketError::Conflict(
+                "WeCom's send quota for this shopper is used up (5 messages per shopper message, within 48 hours): wait for the shopper to write".into(),
+            )
+            .into());
+        }
+        self.lock_chat(&mut tx, &t.account).await?;
+        let body = bodies::text(text, &customer, &kfid);
+        let outbox_id = self
+            .enqueue_returning_id(&mut tx, OutboxApi::SendMsg, body, Some((&kfid, &customer)))
+            .await?;
+        self.tickets.agent_replied(&mut tx, &t, agent, Some(&outbox_id), text).await?;
+        tx.commit().await?;
+        self.outbox_ready.notify_one();
+        Ok(ReplyOutcome { outbox_id, quota_left: left - 1 })
+    }
+
+    /// How many more messages WeCom takes for this shopper now.
+    pub async fn quota_left(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        kfid: &OpenKfId,
+        customer: &ExternalUserId,
+    ) -> Result<i64, KfError> {
+        let Some(last_secs) = kf_store::last_customer_message_secs(tx, kfid, customer).await? else {
+            return Ok(0);
+        };
+        let last_ms = last_secs.saturating_mul(1000);
+        if self.clock.now_ms() - last_ms > SEND_WINDOW_MS {
+            return Ok(0);
+        }
+        let used = outbox_store::sends_since(tx, &chat_key(kfid.as_str(), customer.as_str()), last_ms).await?;
+        Ok((SEND_QUOTA - used).max(0))
+    }
+
+    /// A survey click: recorded once, against the ticket and its agent.
+    pub(super) async fn record_csat(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        customer: &ExternalUserId,
+        ticket_id: &str,
+        rating: &str,
+    ) -> Result<(), KfError> {
+        let Some(t) = ticket_store::get(&mut **tx, ticket_id).await? else {
+            return Ok(());
+        };
+        if t.external_userid != customer.as_str() {
+            return Ok(()); // not this shopper's ticket
+        }
+        self.tickets.record_csat(tx, &t, rating).await?;
+        Ok(())
+    }
+
+    /// An agent wrote from the WeCom app (origin 5): their response on the open ticket.
+    pub(super) async fn agent_wrote_in_wecom(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        open_kfid: &OpenKfId,
+        p: &Pulled<'_>,
+        content: Option<&str>,
+    ) -> Result<(), KfError> {
+        let Some(t) = self
+            .tickets
+            .open_ticket(tx, "kf", open_kfid.as_str(), p.external_userid.as_str())
+            .await?
+        else {
+            return Ok(());
+        };
+        let agent = p.message.servicer_userid.as_deref().unwrap_or("wecom");
+        let shown = content.map(str::to_owned).unwrap_or_else(|| {
+            format!("[{}]", p.message.msgtype.as_deref().unwrap_or("message"))
+        });
+        self.tickets.agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown).await?;
+        Ok(())
+    }
+
+    /// WeCom moved a session: taken by or passed to an agent (the ticket follows), or ended
+    /// (the ticket is resolved and the survey sent with the event's code).
+    pub(super) async fn ticket_follows_session(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        open_kfid: &OpenKfId,
+        who: &ExternalUserId,
+        e: &PulledEvent,
+        ended: bool,
+    ) -> Result<(), KfError> {
+        let Some(t) = self.tickets.open_ticket(tx, "kf", open_kfid.as_str(), who.as_str()).await? else {
+            return Ok(());
+        };
+        let actor = e
+            .new_servicer_userid
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("wecom");
+        if ended {
+            let t = self.tickets.act(tx, &t, Action::Resolve, actor, None).await?;
+            let code = e.msg_code.as_deref().filter(|c| !c.is_empty());
+            if let (true, Some(code)) = (self.tickets.settings().csat, code) {
+                let body = bodies::csat(&t.id, who, open_kfid, Some(code));
+                self.enqueue(tx, OutboxApi::SendMsgOnEvent, body, None, Some((open_kfid, who)))
+                    .await?;
+            }
+            self.tickets_ready.notify_one();
+        } else if let Some(agent) = e.new_servicer_userid.as_deref().filter(|s| !s.is_empty()) {
+            if t.assignee.as_deref() != Some(agent) {
+                self.tickets.act(tx, &t, Action::Assign, actor, Some(agent)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An agent went on or off duty in WeCom; coming on duty wakes routing.
+    pub(super) async fn agent_duty_changed(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        servicer: &str,
+        on_duty: bool,
+    ) -> Result<(), KfError> {
+        let known = ticket_store::set_on_duty(tx, servicer, on_duty, self.clock.now_ms()).await?;
+        if known && on_duty {
+            self.tickets_ready.notify_one();
+        }
+        Ok(())
+    }
+}

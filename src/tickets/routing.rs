@@ -1,0 +1,256 @@
+//! Who gets a queued ticket.
+//!
+//! A chain of filters, then a choice. Filters: the agent works the ticket's skill group (a
+//! ticket of the general group fits everyone), is on duty, and holds fewer open tickets
+//! than their capacity. Choice: the agent who served this customer in the last 24 hours if
+//! still eligible; for urgent and VIP tickets a senior agent where one is eligible; else
+//! the least loaded, ties to whoever was assigned least recently.
+//!
+//! A pass starts by taking the routing turn (one row every pass updates first), so passes
+//! run one at a time, across replicas too, and a ticket is claimed by a version-checked
+//! write: no ticket is assigned twice and no agent goes past capacity. Tickets nobody can
+//! take stay queued, in priority then due-time order, for the next pass: when an agent
+//! comes on duty, a ticket is resolved, an agent is added, or the watch's next tick.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use super::model::{Action, Priority, Ticket};
+use super::store::{self, AgentRow};
+use super::{TicketError, TicketService, GENERAL_GROUP};
+use crate::crm::CustomerTier;
+
+/// The same customer goes back to the agent who served them within this long.
+pub const RETURNING_CUSTOMER_MS: i64 = 24 * 3600 * 1000;
+
+/// An agent as routing sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Agent {
+    pub servicer_userid: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub capacity: i64,
+    pub senior: bool,
+    pub on_duty: bool,
+    pub active: bool,
+    pub last_assigned_at: Option<i64>,
+}
+
+impl From<AgentRow> for Agent {
+    fn from(r: AgentRow) -> Agent {
+        Agent {
+            groups: serde_json::from_str(&r.groups).unwrap_or_default(),
+            servicer_userid: r.servicer_userid,
+            name: r.name,
+            capacity: r.capacity,
+            senior: r.senior != 0,
+            on_duty: r.on_duty != 0,
+            active: r.active != 0,
+            last_assigned_at: r.last_assigned_at,
+        }
+    }
+}
+
+impl Agent {
+    pub fn to_row(&self, now_ms: i64) -> AgentRow {
+        AgentRow {
+            servicer_userid: self.servicer_userid.clone(),
+            name: self.name.clone(),
+            groups: serde_json::to_string(&self.groups).unwrap_or_else(|_| "[]".into()),
+            capacity: self.capacity,
+            senior: i64::from(self.senior),
+            on_duty: i64::from(self.on_duty),
+            active: i64::from(self.active),
+            last_assigned_at: self.last_assigned_at,
+            updated_at: now_ms,
+        }
+    }
+
+    fn works(&self, group: &str) -> bool {
+        group == GENERAL_GROUP || self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// One ticket handed to one agent by a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub ticket: Ticket,
+    pub agent: String,
+}
+
+/// The agent a ticket goes to among `agents` (with their current `loads`), or `None`.
+/// `previous` is the agent who served the customer recently, if any.
+pub fn choose<'a>(
+    ticket: &Ticket,
+    agents: &'a [Agent],
+    loads: &HashMap<String, i64>,
+    previous: Option<&str>,
+) -> Option<&'a Agent> {
+    let load = |a: &Agent| loads.get(&a.servicer_userid).copied().unwrap_or(0);
+    let eligible: Vec<&Agent> = agents
+        .iter()
+        .filter(|a| a.active && a.works(&ticket.grp))
+        .filter(|a| a.on_duty)
+        .filter(|a| load(a) < a.capacity)
+        .collect();
+    if let Some(prev) = previous {
+        if let Some(a) = eligible.iter().find(|a| a.servicer_userid == prev) {
+            return Some(a);
+        }
+    }
+    let important =
+        ticket.priority() == Priority::Urgent || ticket.tier == CustomerTier::Vip.as_str();
+    let pool: Vec<&Agent> = if important && eligible.iter().any(|a| a.senior) {
+        eligible.iter().copied().filter(|a| a.senior).collect()
+    } else {
+        eligible
+    };
+    pool.into_iter().min_by(|a, b| {
+        load(a)
+            .cmp(&load(b))
+            // Never assigned sorts first: None < Some.
+            .then(a.last_assigned_at.cmp(&b.last_assigned_at))
+            .then(a.servicer_userid.cmp(&b.servicer_userid))
+    })
+}
+
+impl TicketService {
+    /// Hand out queued tickets to eligible agents; returns what was assigned. Run inside a
+    /// transaction: it starts by taking the routing turn.
+    pub async fn route(&self, conn: &mut AnyConnection) -> Result<Vec<Assignment>, TicketError> {
+        store::take_routing_turn(conn).await?;
+        let now = self.now_ms();
+        let queued = store::queued(conn, 1000).await?;
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut agents: Vec<Agent> = store::agents(&mut *conn)
+            .await?
+            .into_iter()
+            .map(Agent::from)
+            .collect();
+        let mut loads: HashMap<String, i64> = store::loads(conn).await?.into_iter().collect();
+        let mut out = Vec::new();
+        for ticket in queued {
+            if !agents.iter().any(|a| a.on_duty && a.active) {
+                break;
+            }
+            let previous = store::recent_agent(
+                conn,
+                &ticket.channel,
+                &ticket.account,
+                &ticket.external_userid,
+                now - RETURNING_CUSTOMER_MS,
+            )
+            .await?;
+            let Some(agent) = choose(&ticket, &agents, &loads, previous.as_deref()) else {
+                continue;
+            };
+            let agent_id = agent.servicer_userid.clone();
+            match self
+                .act(conn, &ticket, Action::Assign, "kefu", Some(&agent_id))
+                .await
+            {
+                Ok(t) => {
+                    *loads.entry(agent_id.clone()).or_default() += 1;
+                    if let Some(a) = agents.iter_mut().find(|a| a.servicer_userid == agent_id) {
+                        a.last_assigned_at = Some(now);
+                    }
+                    out.push(Assignment {
+                        ticket: t,
+                        agent: agent_id,
+                    });
+                }
+                // Changed since it was read (a person assigned or resolved it): skip it.
+                Err(TicketError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, groups: &[&str], senior: bool, last: Option<i64>) -> Agent {
+        Agent {
+            servicer_userid: id.into(),
+            name: id.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            capacity: 2,
+            senior,
+            on_duty: true,
+            active: true,
+            last_assigned_at: last,
+        }
+    }
+
+    fn ticket(grp: &str, priority: Priority, tier: CustomerTier) -> Ticket {
+        Ticket {
+            id: "t".into(),
+            channel: "kf".into(),
+            account: "wk".into(),
+            external_userid: "wm".into(),
+            open_key: None,
+            customer_name: None,
+            status: "queued".into(),
+            reason: "handoff".into(),
+            intent: "complaint".into(),
+            grp: grp.into(),
+            priority: priority.rank(),
+            tier: tier.as_str().into(),
+            tier_reasons: "[]".into(),
+            assignee: None,
+            assigned_at: None,
+            opened_at: 0,
+            updated_at: 0,
+            last_message: None,
+            last_customer_at: None,
+            last_agent_at: None,
+            first_response_at: None,
+            sla_started_at: 0,
+            waiting_since: None,
+            first_response_due: None,
+            next_response_due: None,
+            resolution_due: 0,
+            paused_at: None,
+            resolved_at: None,
+            closed_at: None,
+            csat: None,
+            csat_agent: None,
+            csat_at: None,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn the_filters_then_the_choice() {
+        let mut agents = vec![
+            agent("a", &["service"], false, Some(5)),
+            agent("b", &["service"], false, Some(1)),
+            agent("s", &["service"], true, Some(9)),
+            agent("x", &["presale"], false, None),
+        ];
+        let normal = ticket("service", Priority::Normal, CustomerTier::Normal);
+        let loads = HashMap::from([("s".to_string(), 1)]);
+        // Least loaded (a, b at 0), tie to the least recently assigned: b.
+        assert_eq!(choose(&normal, &agents, &loads, None).unwrap().servicer_userid, "b");
+        // A returning customer goes back to their agent while eligible.
+        assert_eq!(choose(&normal, &agents, &loads, Some("a")).unwrap().servicer_userid, "a");
+        // Urgent and VIP tickets go to the senior agent, though more loaded.
+        let vip = ticket("service", Priority::High, CustomerTier::Vip);
+        assert_eq!(choose(&vip, &agents, &loads, None).unwrap().servicer_userid, "s");
+        // At capacity, off duty, or the wrong group: not eligible.
+        let full = HashMap::from([("s".to_string(), 2), ("a".to_string(), 2)]);
+        assert_eq!(choose(&vip, &agents, &full, None).unwrap().servicer_userid, "b");
+        agents[1].on_duty = false;
+        assert!(choose(&vip, &agents, &full, None).is_none());
+        // A general ticket fits any group.
+        let general = ticket(GENERAL_GROUP, Priority::Normal, CustomerTier::New);
+        assert_eq!(choose(&general, &agents, &full, None).unwrap().servicer_userid, "x");
+    }
+}
