@@ -6,7 +6,7 @@ pub mod model;
 pub mod priority;
 pub mod sla;
 
-pub use calendar::BusinessCalendar;
+pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec, Window};
 pub use model::{Priority, TicketStatus};
 pub use priority::PriorityTable;
 pub use sla::{SlaPolicy, SlaSettings, Target};
