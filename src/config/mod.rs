@@ -9,6 +9,8 @@
 mod callback;
 mod classifier;
 mod mp;
+mod priority;
+mod sla;
 mod wecom;
 
 use std::net::SocketAddr;
@@ -107,6 +109,8 @@ struct RawConfig {
     mp: Option<mp::RawMp>,
     callback: Option<callback::RawCallback>,
     classifier: Option<classifier::RawClassifier>,
+    sla: Option<sla::RawSla>,
+    priority: Option<priority::RawPriority>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +134,10 @@ pub struct Config {
     /// `[callback]` acknowledgement texts.
     pub acks: AckTexts,
     pub classifier: crate::intent::Thresholds,
+    /// `[sla]`: the business calendar and the SLA minutes per priority.
+    pub sla: crate::tickets::SlaSettings,
+    /// `[priority]`: tier x intent -> ticket priority.
+    pub priority: crate::tickets::PriorityTable,
 }
 
 // Secrets are left out of Debug so a stray `{:?}` cannot log them.
@@ -256,7 +264,14 @@ impl RawConfig {
             .apply_env(env)?;
         self.classifier
             .get_or_insert_with(Default::default)
-            .apply_env(env)
+            .apply_env(env)?;
+        self.sla
+            .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.priority
+            .get_or_insert_with(Default::default)
+            .apply_env(env);
+        Ok(())
     }
 
     fn validate(self) -> Result<Config, ConfigError> {
@@ -306,6 +321,8 @@ impl RawConfig {
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
         let (callback, acks) = self.callback.unwrap_or_default().validate()?;
         let classifier = self.classifier.unwrap_or_default().validate()?;
+        let sla = self.sla.unwrap_or_default().validate()?;
+        let priority = self.priority.unwrap_or_default().validate()?;
 
         Ok(Config {
             listen,
@@ -318,6 +335,8 @@ impl RawConfig {
             callback,
             acks,
             classifier,
+            sla,
+            priority,
         })
     }
 }
