@@ -4,6 +4,7 @@
 pub mod calendar;
 pub mod model;
 pub mod priority;
+pub mod simulation;
 pub mod sla;
 
 pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec, Window};
