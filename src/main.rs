@@ -53,6 +53,19 @@ enum Command {
         #[arg(long)]
         mistakes: bool,
     },
+    /// Simulate a day of tickets and compare kefu's priority routing with a FIFO queue
+    /// (uses the `[sla]` and `[priority]` configuration).
+    SimulateQueue {
+        /// Seed of the first run; the same seed gives the same report.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Days simulated per run (from Monday 2026-03-02).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=28))]
+        days: u32,
+        /// Runs with seeds seed, seed+1, ...; their tickets are pooled.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+    },
     /// Work with the canned-reply library.
     Replies {
         #[command(subcommand)]
@@ -210,6 +223,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::SimulateQueue { seed, days, runs } => {
+            use kefu::tickets::simulation::{compare, Scenario};
+            let scenario = Scenario::small_shop(days);
+            let seeds: Vec<u64> = (0..u64::from(runs)).map(|i| seed.wrapping_add(i)).collect();
+            let report = compare(&scenario, &config.sla, &config.priority, &seeds);
+            print!("{}", report.render(&scenario, &config.sla));
+            ExitCode::SUCCESS
+        }
         Command::Replies {
             command: RepliesCommand::Check,
         } => match replies_check(&config) {

@@ -9,6 +9,8 @@
 mod callback;
 mod classifier;
 mod mp;
+mod priority;
+mod sla;
 mod tickets;
 mod wecom;
 
@@ -110,6 +112,8 @@ struct RawConfig {
     callback: Option<callback::RawCallback>,
     classifier: Option<classifier::RawClassifier>,
     tickets: Option<tickets::RawTickets>,
+    sla: Option<sla::RawSla>,
+    priority: Option<priority::RawPriority>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +137,10 @@ pub struct Config {
     /// `[callback]` acknowledgement texts.
     pub acks: AckTexts,
     pub classifier: crate::intent::Thresholds,
+    /// `[sla]`: the business calendar and the SLA minutes per priority.
+    pub sla: crate::tickets::SlaSettings,
+    /// `[priority]`: tier x intent -> ticket priority.
+    pub priority: crate::tickets::PriorityTable,
     /// `[tickets]`.
     pub tickets: TicketsConfig,
 }
@@ -149,6 +157,8 @@ impl Config {
             csat: t.csat,
             rejection_phrases: t.rejection_phrases.clone(),
             agents: t.agents.clone(),
+            sla: self.sla.clone(),
+            priority: self.priority.clone(),
             ..crate::tickets::TicketSettings::default()
         }
     }
@@ -279,6 +289,12 @@ impl RawConfig {
         self.classifier
             .get_or_insert_with(Default::default)
             .apply_env(env)?;
+        self.sla
+            .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.priority
+            .get_or_insert_with(Default::default)
+            .apply_env(env);
         self.tickets
             .get_or_insert_with(Default::default)
             .apply_env(env)
@@ -331,6 +347,8 @@ impl RawConfig {
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
         let (callback, acks) = self.callback.unwrap_or_default().validate()?;
         let classifier = self.classifier.unwrap_or_default().validate()?;
+        let sla = self.sla.unwrap_or_default().validate()?;
+        let priority = self.priority.unwrap_or_default().validate()?;
         let tickets = self.tickets.unwrap_or_default().validate()?;
 
         Ok(Config {
@@ -345,6 +363,8 @@ impl RawConfig {
             acks,
             classifier,
             tickets,
+            sla,
+            priority,
         })
     }
 }

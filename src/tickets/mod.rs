@@ -15,6 +15,7 @@ pub mod calendar;
 pub mod model;
 pub mod priority;
 pub mod routing;
+pub mod simulation;
 pub mod sla;
 pub mod store;
 pub mod watch;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use sqlx::AnyConnection;
 
-pub use calendar::BusinessCalendar;
+pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec, Window};
 pub use model::{Action, OpenReason, Priority, Ticket, TicketStatus};
 pub use priority::PriorityTable;
 pub use sla::{SlaPolicy, SlaSettings, Target};

@@ -59,6 +59,9 @@ pub struct SlaSettings {
 }
 
 impl Default for SlaSettings {
+    /// What an empty `[sla]` gives: the default shop calendar ([`BusinessCalendar::default`])
+    /// and, in business minutes (first response / next response / resolution), urgent
+    /// 5/5/240, high 15/15/480, normal 30/30/1440, low 120/120/4320.
     fn default() -> Self {
         let p = |f, n, r| SlaPolicy {
             first_response_min: f,
@@ -66,7 +69,7 @@ impl Default for SlaSettings {
             resolution_min: r,
         };
         SlaSettings {
-            calendar: BusinessCalendar::always_open(),
+            calendar: BusinessCalendar::default(),
             urgent: p(5, 5, 4 * 60),
             high: p(15, 15, 8 * 60),
             normal: p(30, 30, 24 * 60),
@@ -76,6 +79,14 @@ impl Default for SlaSettings {
 }
 
 impl SlaSettings {
+    /// The default policies on a calendar that is always open (wall-clock minutes).
+    pub fn always_open() -> SlaSettings {
+        SlaSettings {
+            calendar: BusinessCalendar::always_open(),
+            ..SlaSettings::default()
+        }
+    }
+
     pub fn policy(&self, priority: Priority) -> &SlaPolicy {
         match priority {
             Priority::Urgent => &self.urgent,

@@ -95,6 +95,11 @@ encoding_aes_key = "{MP_AES_KEY}"
 [callback]
 timestamp_tolerance_secs = 300
 ack_text = "收到啦，客服马上来"
+
+# Open around the clock, so tests behave the same whenever they run; tests of the calendar
+# set their own.
+[sla]
+hours = ["00:00-24:00"]
 "#
     )
 }
