@@ -51,6 +51,7 @@ async fn replicas(
                 clock,
                 kefu::tickets::TicketSettings {
                     agents_reply_in: kefu::tickets::ReplyMode::Wecom,
+                    sla: kefu::tickets::SlaSettings::always_open(),
                     ..Default::default()
                 },
                 Arc::new(Metrics::new()),
