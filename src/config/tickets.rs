@@ -83,7 +83,12 @@ impl RawTickets {
             self.csat = Some(match v.trim() {
                 "true" | "1" => true,
                 "false" | "0" => false,
-                _ => return Err(invalid("tickets.csat", format!("expected true or false, got {v:?}"))),
+                _ => {
+                    return Err(invalid(
+                        "tickets.csat",
+                        format!("expected true or false, got {v:?}"),
+                    ))
+                }
             });
         }
         Ok(())
@@ -104,17 +109,30 @@ impl RawTickets {
         let duration = |key: &'static str, v: Option<String>, default: i64| match v {
             None => Ok(default),
             Some(v) => parse_duration_ms(&v).ok_or_else(|| {
-                invalid(key, format!("expected a duration such as \"10m\", \"2h\" or \"7d\", got {v:?}"))
+                invalid(
+                    key,
+                    format!("expected a duration such as \"10m\", \"2h\" or \"7d\", got {v:?}"),
+                )
             }),
         };
-        let reopen_within_ms = duration("tickets.reopen_within", self.reopen_within, d.reopen_within_ms)?;
-        let assignment_timeout_ms =
-            duration("tickets.assignment_timeout", self.assignment_timeout, d.assignment_timeout_ms)?;
-        let rejection_phrases = self.rejection_phrases.unwrap_or_else(|| {
-            DEFAULT_REJECTIONS.iter().map(|s| s.to_string()).collect()
-        });
+        let reopen_within_ms = duration(
+            "tickets.reopen_within",
+            self.reopen_within,
+            d.reopen_within_ms,
+        )?;
+        let assignment_timeout_ms = duration(
+            "tickets.assignment_timeout",
+            self.assignment_timeout,
+            d.assignment_timeout_ms,
+        )?;
+        let rejection_phrases = self
+            .rejection_phrases
+            .unwrap_or_else(|| DEFAULT_REJECTIONS.iter().map(|s| s.to_string()).collect());
         if rejection_phrases.iter().any(|p| p.trim().is_empty()) {
-            return Err(invalid("tickets.rejection_phrases", "must not contain an empty phrase"));
+            return Err(invalid(
+                "tickets.rejection_phrases",
+                "must not contain an empty phrase",
+            ));
         }
         let groups: Vec<&str> = {
             let mut g: Vec<&str> = taxonomy::all().iter().map(|i| i.group).collect();
@@ -126,20 +144,32 @@ impl RawTickets {
         for a in self.agents {
             let id = a.servicer_userid.trim().to_string();
             if id.is_empty() {
-                return Err(invalid("tickets.agents.servicer_userid", "must not be empty"));
+                return Err(invalid(
+                    "tickets.agents.servicer_userid",
+                    "must not be empty",
+                ));
             }
             if agents.iter().any(|x: &Agent| x.servicer_userid == id) {
-                return Err(invalid("tickets.agents.servicer_userid", format!("{id:?} is listed twice")));
+                return Err(invalid(
+                    "tickets.agents.servicer_userid",
+                    format!("{id:?} is listed twice"),
+                ));
             }
             if let Some(g) = a.groups.iter().find(|g| !groups.contains(&g.as_str())) {
                 return Err(invalid(
                     "tickets.agents.groups",
-                    format!("unknown skill group {g:?} for {id:?}; the groups are {}", groups.join(", ")),
+                    format!(
+                        "unknown skill group {g:?} for {id:?}; the groups are {}",
+                        groups.join(", ")
+                    ),
                 ));
             }
             let capacity = a.capacity.unwrap_or(5);
             if !(1..=100).contains(&capacity) {
-                return Err(invalid("tickets.agents.capacity", format!("must be between 1 and 100 (agent {id:?})")));
+                return Err(invalid(
+                    "tickets.agents.capacity",
+                    format!("must be between 1 and 100 (agent {id:?})"),
+                ));
             }
             agents.push(Agent {
                 name: a.name.unwrap_or_else(|| id.clone()),

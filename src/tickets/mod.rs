@@ -148,7 +148,11 @@ pub struct TicketService {
 }
 
 impl TicketService {
-    pub fn new(clock: SharedClock, settings: TicketSettings, metrics: Arc<Metrics>) -> TicketService {
+    pub fn new(
+        clock: SharedClock,
+        settings: TicketSettings,
+        metrics: Arc<Metrics>,
+    ) -> TicketService {
         TicketService {
             clock,
             settings,
@@ -210,8 +214,14 @@ impl TicketService {
         }
         t.status = to.as_str().into();
         self.customer_wrote(&mut t, m, now);
-        self.write(conn, &t, "customer", "appended", serde_json::json!({"msgid": m.msgid, "status": to}))
-            .await?;
+        self.write(
+            conn,
+            &t,
+            "customer",
+            "appended",
+            serde_json::json!({"msgid": m.msgid, "status": to}),
+        )
+        .await?;
         self.add_message(conn, &t.id, m).await?;
         t.version += 1;
         Ok(Some(t))
@@ -231,11 +241,21 @@ impl TicketService {
         if let Some(mut t) =
             store::resolved_since(conn, m.channel, m.account, m.external_userid, since).await?
         {
-            t.open_key = Some(Ticket::open_key_for(m.channel, m.account, m.external_userid));
+            t.open_key = Some(Ticket::open_key_for(
+                m.channel,
+                m.account,
+                m.external_userid,
+            ));
             self.restart(&mut t, now);
             self.customer_wrote(&mut t, m, now);
-            self.write(conn, &t, "customer", "reopened", serde_json::json!({"msgid": m.msgid, "reason": reason}))
-                .await?;
+            self.write(
+                conn,
+                &t,
+                "customer",
+                "reopened",
+                serde_json::json!({"msgid": m.msgid, "reason": reason}),
+            )
+            .await?;
             self.add_message(conn, &t.id, m).await?;
             t.version += 1;
             return Ok(t);
@@ -256,7 +276,11 @@ impl TicketService {
             channel: m.channel.into(),
             account: m.account.into(),
             external_userid: m.external_userid.into(),
-            open_key: Some(Ticket::open_key_for(m.channel, m.account, m.external_userid)),
+            open_key: Some(Ticket::open_key_for(
+                m.channel,
+                m.account,
+                m.external_userid,
+            )),
             customer_name: m.customer_name.map(str::to_owned),
             status: TicketStatus::New.as_str().into(),
             reason: reason.as_str().into(),
@@ -305,7 +329,8 @@ impl TicketService {
         // new -> queued: routing hands it out.
         let mut t = t;
         t.status = TicketStatus::Queued.as_str().into();
-        self.write(conn, &t, "kefu", "queued", serde_json::json!({})).await?;
+        self.write(conn, &t, "kefu", "queued", serde_json::json!({}))
+            .await?;
         t.version += 1;
         Ok(t)
     }
@@ -329,8 +354,14 @@ impl TicketService {
         t.last_agent_at = Some(now);
         t.last_message = Some(content.into());
         t.updated_at = now;
-        self.write(conn, &t, agent, "replied", serde_json::json!({"msgid": msgid}))
-            .await?;
+        self.write(
+            conn,
+            &t,
+            agent,
+            "replied",
+            serde_json::json!({"msgid": msgid}),
+        )
+        .await?;
         store::insert_message(
             conn,
             &TicketMessage {
@@ -400,7 +431,11 @@ impl TicketService {
                 t.paused_at = None;
             }
             Action::Reopen => {
-                t.open_key = Some(Ticket::open_key_for(&t.channel, &t.account, &t.external_userid));
+                t.open_key = Some(Ticket::open_key_for(
+                    &t.channel,
+                    &t.account,
+                    &t.external_userid,
+                ));
                 self.restart(&mut t, now);
             }
             Action::Queue | Action::CustomerWrote => {}
@@ -433,8 +468,14 @@ impl TicketService {
         actor: &str,
         text: &str,
     ) -> Result<(), TicketError> {
-        self.event(conn, &ticket.id, actor, "note", serde_json::json!({"text": text}))
-            .await
+        self.event(
+            conn,
+            &ticket.id,
+            actor,
+            "note",
+            serde_json::json!({"text": text}),
+        )
+        .await
     }
 
     /// Record the shopper's satisfaction rating, once per ticket. False if already rated.
@@ -495,7 +536,11 @@ impl TicketService {
         t.updated_at = now;
         if t.first_response_due.is_none() && t.waiting_since.is_none() {
             t.waiting_since = Some(now);
-            t.next_response_due = Some(self.settings.sla.due(t.priority(), Target::NextResponse, now));
+            t.next_response_due = Some(self.settings.sla.due(
+                t.priority(),
+                Target::NextResponse,
+                now,
+            ));
         }
     }
 

@@ -242,9 +242,18 @@ mod tests {
         use TicketStatus::*;
         assert_eq!(New.after(Action::Queue, false), Some(Queued));
         assert_eq!(Queued.after(Action::Assign, false), Some(Assigned));
-        assert_eq!(Assigned.after(Action::WaitForCustomer, true), Some(PendingCustomer));
-        assert_eq!(PendingCustomer.after(Action::CustomerWrote, true), Some(Assigned));
-        assert_eq!(PendingCustomer.after(Action::CustomerWrote, false), Some(Queued));
+        assert_eq!(
+            Assigned.after(Action::WaitForCustomer, true),
+            Some(PendingCustomer)
+        );
+        assert_eq!(
+            PendingCustomer.after(Action::CustomerWrote, true),
+            Some(Assigned)
+        );
+        assert_eq!(
+            PendingCustomer.after(Action::CustomerWrote, false),
+            Some(Queued)
+        );
         assert_eq!(Assigned.after(Action::Resolve, true), Some(Resolved));
         assert_eq!(Resolved.after(Action::Close, true), Some(Closed));
         assert_eq!(Resolved.after(Action::Reopen, true), Some(Queued));

@@ -238,19 +238,40 @@ mod tests {
         let normal = ticket("service", Priority::Normal, CustomerTier::Normal);
         let loads = HashMap::from([("s".to_string(), 1)]);
         // Least loaded (a, b at 0), tie to the least recently assigned: b.
-        assert_eq!(choose(&normal, &agents, &loads, None).unwrap().servicer_userid, "b");
+        assert_eq!(
+            choose(&normal, &agents, &loads, None)
+                .unwrap()
+                .servicer_userid,
+            "b"
+        );
         // A returning customer goes back to their agent while eligible.
-        assert_eq!(choose(&normal, &agents, &loads, Some("a")).unwrap().servicer_userid, "a");
+        assert_eq!(
+            choose(&normal, &agents, &loads, Some("a"))
+                .unwrap()
+                .servicer_userid,
+            "a"
+        );
         // Urgent and VIP tickets go to the senior agent, though more loaded.
         let vip = ticket("service", Priority::High, CustomerTier::Vip);
-        assert_eq!(choose(&vip, &agents, &loads, None).unwrap().servicer_userid, "s");
+        assert_eq!(
+            choose(&vip, &agents, &loads, None).unwrap().servicer_userid,
+            "s"
+        );
         // At capacity, off duty, or the wrong group: not eligible.
         let full = HashMap::from([("s".to_string(), 2), ("a".to_string(), 2)]);
-        assert_eq!(choose(&vip, &agents, &full, None).unwrap().servicer_userid, "b");
+        assert_eq!(
+            choose(&vip, &agents, &full, None).unwrap().servicer_userid,
+            "b"
+        );
         agents[1].on_duty = false;
         assert!(choose(&vip, &agents, &full, None).is_none());
         // A general ticket fits any group.
         let general = ticket(GENERAL_GROUP, Priority::Normal, CustomerTier::New);
-        assert_eq!(choose(&general, &agents, &full, None).unwrap().servicer_userid, "x");
+        assert_eq!(
+            choose(&general, &agents, &full, None)
+                .unwrap()
+                .servicer_userid,
+            "x"
+        );
     }
 }

@@ -101,7 +101,10 @@ pub async fn save(conn: &mut AnyConnection, t: &Ticket) -> sqlx::Result<bool> {
     Ok(done == 1)
 }
 
-pub async fn get<'e>(db: impl Executor<'e, Database = Any>, id: &str) -> sqlx::Result<Option<Ticket>> {
+pub async fn get<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> sqlx::Result<Option<Ticket>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
         .bind(id)
         .fetch_optional(db)
@@ -110,10 +113,12 @@ pub async fn get<'e>(db: impl Executor<'e, Database = Any>, id: &str) -> sqlx::R
 
 /// The open ticket of a customer on a channel, if there is one.
 pub async fn open_for(conn: &mut AnyConnection, open_key: &str) -> sqlx::Result<Option<Ticket>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM tickets WHERE open_key = $1"))
-        .bind(open_key)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tickets WHERE open_key = $1"
+    ))
+    .bind(open_key)
+    .fetch_optional(conn)
+    .await
 }
 
 /// The customer's most recently resolved ticket, if resolved at or after `since_ms`.
@@ -153,7 +158,10 @@ pub struct Filter {
 }
 
 /// Tickets matching `f`, most urgent first: priority, then the earliest due time, then age.
-pub async fn list<'e>(db: impl Executor<'e, Database = Any>, f: &Filter) -> sqlx::Result<Vec<Ticket>> {
+pub async fn list<'e>(
+    db: impl Executor<'e, Database = Any>,
+    f: &Filter,
+) -> sqlx::Result<Vec<Ticket>> {
     let breached = match f.breached {
         None => "",
         Some(true) => " AND EXISTS (SELECT 1 FROM sla_marks m WHERE m.ticket_id = t.id AND m.kind = 'breach')",
@@ -198,7 +206,9 @@ pub async fn queued(conn: &mut AnyConnection, limit: i64) -> sqlx::Result<Vec<Ti
 }
 
 /// Open tickets whose clocks run (not paused), for the SLA watch.
-pub async fn running_clocks<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::Result<Vec<Ticket>> {
+pub async fn running_clocks<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<Vec<Ticket>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE open_key IS NOT NULL AND paused_at IS NULL"
     ))
@@ -207,7 +217,10 @@ pub async fn running_clocks<'e>(db: impl Executor<'e, Database = Any>) -> sqlx::
 }
 
 /// Assigned tickets whose agent has not written since being assigned before `before_ms`.
-pub async fn idle_assignments(conn: &mut AnyConnection, before_ms: i64) -> sqlx::Result<Vec<Ticket>> {
+pub async fn idle_assignments(
+    conn: &mut AnyConnection,
+    before_ms: i64,
+) -> sqlx::Result<Vec<Ticket>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE status = $1 AND assigned_at < $2 \
          AND (last_agent_at IS NULL OR last_agent_at < assigned_at)"
@@ -219,7 +232,10 @@ pub async fn idle_assignments(conn: &mut AnyConnection, before_ms: i64) -> sqlx:
 }
 
 /// Resolved tickets resolved before `before_ms`: past the reopen window, to be closed.
-pub async fn resolved_before(conn: &mut AnyConnection, before_ms: i64) -> sqlx::Result<Vec<Ticket>> {
+pub async fn resolved_before(
+    conn: &mut AnyConnection,
+    before_ms: i64,
+) -> sqlx::Result<Vec<Ticket>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE status = $1 AND resolved_at < $2 LIMIT 500"
     ))
@@ -461,17 +477,22 @@ pub async fn set_on_duty(
     on_duty: bool,
     now_ms: i64,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE agents SET on_duty = $1, updated_at = $2 WHERE servicer_userid = $3")
-        .bind(i64::from(on_duty))
-        .bind(now_ms)
-        .bind(servicer_userid)
-        .execute(conn)
-        .await?
-        .rows_affected();
+    let done =
+        sqlx::query("UPDATE agents SET on_duty = $1, updated_at = $2 WHERE servicer_userid = $3")
+            .bind(i64::from(on_duty))
+            .bind(now_ms)
+            .bind(servicer_userid)
+            .execute(conn)
+            .await?
+            .rows_affected();
     Ok(done == 1)
 }
 
-pub async fn touch_assigned(conn: &mut AnyConnection, servicer_userid: &str, now_ms: i64) -> sqlx::Result<()> {
+pub async fn touch_assigned(
+    conn: &mut AnyConnection,
+    servicer_userid: &str,
+    now_ms: i64,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE agents SET last_assigned_at = $1 WHERE servicer_userid = $2")
         .bind(now_ms)
         .bind(servicer_userid)

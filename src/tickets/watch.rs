@@ -67,7 +67,11 @@ impl TicketService {
                         self.record(
                             conn,
                             &t.id,
-                            if *is_breach { "sla_breach" } else { "sla_warning" },
+                            if *is_breach {
+                                "sla_breach"
+                            } else {
+                                "sla_warning"
+                            },
                             serde_json::json!({"target": target.as_str(), "due_at": due}),
                         )
                         .await?;

@@ -66,6 +66,19 @@ pub enum WebError {
     /// 500 `{"error": <message>}`: something failed that the caller cannot fix; the cause was
     /// logged.
     Internal(&'static str),
+    /// 404 `{"error": <message>}`: no such ticket, agent or customer.
+    NotFound(String),
+    /// 409 `{"error": <message>, "status": <current status>}`: the ticket's lifecycle forbids
+    /// this action now, or it changed meanwhile.
+    Conflict {
+        message: String,
+        status: Option<String>,
+    },
+    /// 422 `{"error": <message>, "field": <name>}`: a field of the request is missing or bad.
+    BadField {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl WebError {
@@ -85,7 +98,11 @@ impl WebError {
             StoreUnavailable | ApiStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiDisabled => StatusCode::FORBIDDEN,
             BadBearerToken => StatusCode::UNAUTHORIZED,
-            InvalidLibrary(_) | ReloadFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidLibrary(_) | ReloadFailed(_) | BadField { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            NotFound(_) => StatusCode::NOT_FOUND,
+            Conflict { .. } => StatusCode::CONFLICT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +130,9 @@ impl WebError {
             InvalidLibrary(_) => "invalid_library",
             ReloadFailed(_) => "reload_failed",
             Internal(_) => "internal",
+            NotFound(_) => "not_found",
+            Conflict { .. } => "conflict",
+            BadField { .. } => "bad_field",
         }
     }
 }
@@ -154,6 +174,17 @@ impl IntoResponse for WebError {
             WebError::ReloadFailed(message) => json_error(&message),
             WebError::ApiStoreUnavailable => json_error("store unavailable"),
             WebError::Internal(message) => json_error(message),
+            WebError::NotFound(message) => json_error(&message),
+            WebError::Conflict { message, status } => (
+                StatusCode::CONFLICT,
+                Json(json!({"error": message, "status": status})),
+            )
+                .into_response(),
+            WebError::BadField { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": message, "field": field})),
+            )
+                .into_response(),
             callback => (status, callback.reason()).into_response(),
         }
     }

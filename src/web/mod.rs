@@ -7,6 +7,7 @@ mod auth;
 mod callback;
 mod error;
 mod ops;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(callback::router())
         .merge(api::router())
         .merge(ops::router())
+        .merge(tickets::router())
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

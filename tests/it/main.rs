@@ -9,4 +9,5 @@ mod callbacks;
 mod classifier;
 mod interop;
 mod kf;
+mod tickets;
 mod wecom_api;

@@ -58,7 +58,8 @@ pub(super) fn welcome(library: &Library, code: &str) -> Value {
 
 /// Menu ids of the satisfaction survey: `csat_<rating>_<ticket id>`.
 pub(super) const CSAT_PREFIX: &str = "csat_";
-pub(super) const CSAT_RATINGS: [(&str, &str); 3] = [("good", "满意"), ("ok", "一般"), ("bad", "不满意")];
+pub(super) const CSAT_RATINGS: [(&str, &str); 3] =
+    [("good", "满意"), ("ok", "一般"), ("bad", "不满意")];
 
 /// The satisfaction survey for a ticket: a menu of three ratings. `code` (the event's
 /// msg_code) makes it a `send_msg_on_event` body; without it, a `send_msg` body.
@@ -75,7 +76,9 @@ pub(super) fn csat(
     let menu = json!({"head_content": "请为本次服务评价：", "list": items, "tail_content": "感谢您的反馈"});
     match code {
         Some(code) => json!({"code": code, "msgtype": "msgmenu", "msgmenu": menu}),
-        None => json!({"touser": to, "open_kfid": open_kfid, "msgtype": "msgmenu", "msgmenu": menu}),
+        None => {
+            json!({"touser": to, "open_kfid": open_kfid, "msgtype": "msgmenu", "msgmenu": menu})
+        }
     }
 }
 

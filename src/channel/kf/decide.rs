@@ -158,8 +158,8 @@ impl KfService {
             return Ok(());
         }
         if fresh {
-            let offline = reason == OpenReason::OutOfHours
-                || self.nobody_on_duty(tx, open_kfid).await?;
+            let offline =
+                reason == OpenReason::OutOfHours || self.nobody_on_duty(tx, open_kfid).await?;
             let text = if offline {
                 &self.acks.offline_ack_text
             } else {

@@ -68,7 +68,9 @@ impl KfService {
         source: Option<&MsgId>,
         chat: Option<(&OpenKfId, &ExternalUserId)>,
     ) -> Result<(), KfError> {
-        self.enqueue_row(tx, api, body, source, chat).await.map(|_| ())
+        self.enqueue_row(tx, api, body, source, chat)
+            .await
+            .map(|_| ())
     }
 
     /// [`KfService::enqueue`] without a source message, returning the row's id (also the

@@ -238,7 +238,8 @@ impl KfService {
             (Some(Origin::Servicer), _) => {
                 // An agent wrote from WeCom: a person holds the session, and the reply counts
                 // as the agent's response on the customer's open ticket.
-                self.agent_wrote_in_wecom(tx, open_kfid, &pulled, content).await?;
+                self.agent_wrote_in_wecom(tx, open_kfid, &pulled, content)
+                    .await?;
                 kf_store::set_session(
                     tx,
                     open_kfid,

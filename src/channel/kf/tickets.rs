@@ -73,7 +73,11 @@ impl KfService {
 
     /// On PostgreSQL, the kf account's lock: this transaction may now number the chat's
     /// outbox rows (see [`KfService::pull`]).
-    async fn lock_chat(&self, tx: &mut Transaction<'static, Any>, account: &str) -> Result<(), KfError> {
+    async fn lock_chat(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account: &str,
+    ) -> Result<(), KfError> {
         if self.store.backend() == Backend::Postgres {
             kf_store::lock_account(tx, &OpenKfId::from(account)).await?;
         }
@@ -127,14 +131,21 @@ impl KfService {
                 work.warnings += 1;
             }
         }
-        self.alert_with(&mut tx, "SLA 超时", &lines, "详见 GET /api/tickets?breached=true")
-            .await?;
+        self.alert_with(
+            &mut tx,
+            "SLA 超时",
+            &lines,
+            "详见 GET /api/tickets?breached=true",
+        )
+        .await?;
         tx.commit().await?;
 
         let mut tx = self.ticket_tx().await?;
         let assigned = self.tickets.route(&mut tx).await?;
         for a in &assigned {
-            if self.tickets.settings().agents_reply_in == ReplyMode::Wecom && a.ticket.channel == "kf" {
+            if self.tickets.settings().agents_reply_in == ReplyMode::Wecom
+                && a.ticket.channel == "kf"
+            {
                 self.move_to_agent(&mut tx, &a.ticket, &a.agent).await?;
             }
         }
@@ -154,23 +165,47 @@ impl KfService {
         agent: &str,
     ) -> Result<(), KfError> {
         self.lock_chat(tx, &t.account).await?;
-        let (kfid, customer) = (OpenKfId::from(t.account.as_str()), ExternalUserId::from(t.external_userid.as_str()));
+        let (kfid, customer) = (
+            OpenKfId::from(t.account.as_str()),
+            ExternalUserId::from(t.external_userid.as_str()),
+        );
         let trans = json!({"open_kfid": kfid, "external_userid": customer,
                            "service_state": SessionState::Agent.as_i64(), "servicer_userid": agent});
-        self.enqueue(tx, OutboxApi::ServiceStateTrans, trans, None, Some((&kfid, &customer)))
-            .await?;
-        kf_store::set_session(tx, &kfid, &customer, SessionState::Agent, Some(agent), self.clock.now_ms())
-            .await?;
+        self.enqueue(
+            tx,
+            OutboxApi::ServiceStateTrans,
+            trans,
+            None,
+            Some((&kfid, &customer)),
+        )
+        .await?;
+        kf_store::set_session(
+            tx,
+            &kfid,
+            &customer,
+            SessionState::Agent,
+            Some(agent),
+            self.clock.now_ms(),
+        )
+        .await?;
         Ok(())
     }
 
     /// Assign a ticket to an agent by hand (`actor`: who did it).
-    pub async fn assign_ticket(&self, id: &str, agent: &str, actor: &str) -> Result<Ticket, KfError> {
+    pub async fn assign_ticket(
+        &self,
+        id: &str,
+        agent: &str,
+        actor: &str,
+    ) -> Result<Ticket, KfError> {
         let mut tx = self.ticket_tx().await?;
         let t = ticket_store::get(&mut *tx, id)
             .await?
             .ok_or_else(|| TicketError::NotFound(id.into()))?;
-        let t = self.tickets.act(&mut tx, &t, Action::Assign, actor, Some(agent)).await?;
+        let t = self
+            .tickets
+            .act(&mut tx, &t, Action::Assign, actor, Some(agent))
+            .await?;
         if self.tickets.settings().agents_reply_in == ReplyMode::Wecom && t.channel == "kf" {
             self.move_to_agent(&mut tx, &t, agent).await?;
         }
@@ -186,15 +221,27 @@ impl KfService {
         let t = ticket_store::get(&mut *tx, id)
             .await?
             .ok_or_else(|| TicketError::NotFound(id.into()))?;
-        let t = self.tickets.act(&mut tx, &t, Action::Resolve, actor, None).await?;
+        let t = self
+            .tickets
+            .act(&mut tx, &t, Action::Resolve, actor, None)
+            .await?;
         let settings = self.tickets.settings();
         if settings.csat && settings.agents_reply_in == ReplyMode::Console && t.channel == "kf" {
-            let (kfid, customer) = (OpenKfId::from(t.account.as_str()), ExternalUserId::from(t.external_userid.as_str()));
+            let (kfid, customer) = (
+                OpenKfId::from(t.account.as_str()),
+                ExternalUserId::from(t.external_userid.as_str()),
+            );
             if self.quota_left(&mut tx, &kfid, &customer).await? > 0 {
                 self.lock_chat(&mut tx, &t.account).await?;
                 let body = bodies::csat(&t.id, &customer, &kfid, None);
-                self.enqueue(&mut tx, OutboxApi::SendMsg, body, None, Some((&kfid, &customer)))
-                    .await?;
+                self.enqueue(
+                    &mut tx,
+                    OutboxApi::SendMsg,
+                    body,
+                    None,
+                    Some((&kfid, &customer)),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -206,18 +253,33 @@ impl KfService {
     /// An agent's reply from the console (console mode): queued for `send_msg`, counted as
     /// the agent's response. Refused while WeCom would refuse it (no quota left, or the
     /// session is with a person in WeCom).
-    pub async fn reply_to_ticket(&self, id: &str, agent: &str, text: &str) -> Result<ReplyOutcome, KfError> {
+    pub async fn reply_to_ticket(
+        &self,
+        id: &str,
+        agent: &str,
+        text: &str,
+    ) -> Result<ReplyOutcome, KfError> {
         let mut tx = self.ticket_tx().await?;
         let t = ticket_store::get(&mut *tx, id)
             .await?
             .ok_or_else(|| TicketError::NotFound(id.into()))?;
         if !t.status().is_open() {
-            return Err(TicketError::Forbidden { action: "reply to", status: t.status().as_str() }.into());
+            return Err(TicketError::Forbidden {
+                action: "reply to",
+                status: t.status().as_str(),
+            }
+            .into());
         }
         if t.channel != "kf" {
-            return Err(TicketError::Conflict("replies can be sent only to WeCom Customer Service chats".into()).into());
+            return Err(TicketError::Conflict(
+                "replies can be sent only to WeCom Customer Service chats".into(),
+            )
+            .into());
         }
-        let (kfid, customer) = (OpenKfId::from(t.account.as_str()), ExternalUserId::from(t.external_userid.as_str()));
+        let (kfid, customer) = (
+            OpenKfId::from(t.account.as_str()),
+            ExternalUserId::from(t.external_userid.as_str()),
+        );
         let state = kf_store::session_state(&mut tx, &kfid, &customer).await?;
         if matches!(state, Some(SessionState::Pool | SessionState::Agent)) {
             return Err(TicketError::Conflict(
@@ -237,10 +299,15 @@ impl KfService {
         let outbox_id = self
             .enqueue_returning_id(&mut tx, OutboxApi::SendMsg, body, Some((&kfid, &customer)))
             .await?;
-        self.tickets.agent_replied(&mut tx, &t, agent, Some(&outbox_id), text).await?;
+        self.tickets
+            .agent_replied(&mut tx, &t, agent, Some(&outbox_id), text)
+            .await?;
         tx.commit().await?;
         self.outbox_ready.notify_one();
-        Ok(ReplyOutcome { outbox_id, quota_left: left - 1 })
+        Ok(ReplyOutcome {
+            outbox_id,
+            quota_left: left - 1,
+        })
     }
 
     /// How many more messages WeCom takes for this shopper now.
@@ -250,14 +317,17 @@ impl KfService {
         kfid: &OpenKfId,
         customer: &ExternalUserId,
     ) -> Result<i64, KfError> {
-        let Some(last_secs) = kf_store::last_customer_message_secs(tx, kfid, customer).await? else {
+        let Some(last_secs) = kf_store::last_customer_message_secs(tx, kfid, customer).await?
+        else {
             return Ok(0);
         };
         let last_ms = last_secs.saturating_mul(1000);
         if self.clock.now_ms() - last_ms > SEND_WINDOW_MS {
             return Ok(0);
         }
-        let used = outbox_store::sends_since(tx, &chat_key(kfid.as_str(), customer.as_str()), last_ms).await?;
+        let used =
+            outbox_store::sends_since(tx, &chat_key(kfid.as_str(), customer.as_str()), last_ms)
+                .await?;
         Ok((SEND_QUOTA - used).max(0))
     }
 
@@ -295,10 +365,12 @@ impl KfService {
             return Ok(());
         };
         let agent = p.message.servicer_userid.as_deref().unwrap_or("wecom");
-        let shown = content.map(str::to_owned).unwrap_or_else(|| {
-            format!("[{}]", p.message.msgtype.as_deref().unwrap_or("message"))
-        });
-        self.tickets.agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown).await?;
+        let shown = content
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("[{}]", p.message.msgtype.as_deref().unwrap_or("message")));
+        self.tickets
+            .agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown)
+            .await?;
         Ok(())
     }
 
@@ -312,7 +384,11 @@ impl KfService {
         e: &PulledEvent,
         ended: bool,
     ) -> Result<(), KfError> {
-        let Some(t) = self.tickets.open_ticket(tx, "kf", open_kfid.as_str(), who.as_str()).await? else {
+        let Some(t) = self
+            .tickets
+            .open_ticket(tx, "kf", open_kfid.as_str(), who.as_str())
+            .await?
+        else {
             return Ok(());
         };
         let actor = e
@@ -321,17 +397,28 @@ impl KfService {
             .filter(|s| !s.is_empty())
             .unwrap_or("wecom");
         if ended {
-            let t = self.tickets.act(tx, &t, Action::Resolve, actor, None).await?;
+            let t = self
+                .tickets
+                .act(tx, &t, Action::Resolve, actor, None)
+                .await?;
             let code = e.msg_code.as_deref().filter(|c| !c.is_empty());
             if let (true, Some(code)) = (self.tickets.settings().csat, code) {
                 let body = bodies::csat(&t.id, who, open_kfid, Some(code));
-                self.enqueue(tx, OutboxApi::SendMsgOnEvent, body, None, Some((open_kfid, who)))
-                    .await?;
+                self.enqueue(
+                    tx,
+                    OutboxApi::SendMsgOnEvent,
+                    body,
+                    None,
+                    Some((open_kfid, who)),
+                )
+                .await?;
             }
             self.tickets_ready.notify_one();
         } else if let Some(agent) = e.new_servicer_userid.as_deref().filter(|s| !s.is_empty()) {
             if t.assignee.as_deref() != Some(agent) {
-                self.tickets.act(tx, &t, Action::Assign, actor, Some(agent)).await?;
+                self.tickets
+                    .act(tx, &t, Action::Assign, actor, Some(agent))
+                    .await?;
             }
         }
         Ok(())

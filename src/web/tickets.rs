@@ -1,0 +1,454 @@
+//! The tickets JSON API (bearer `admin_token`): queues, one ticket with its messages and
+//! history, lifecycle actions, replies, agents. The console reads the same contract.
+//!
+//! Unknown id: 404. A move the lifecycle forbids: 409 naming the current status. A bad
+//! field: 422 naming it. Nothing changes on any of them.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Admin;
+use super::{AppState, WebError};
+use crate::channel::kf::KfError;
+use crate::crm::CustomerTier;
+use crate::taxonomy;
+use crate::tickets::routing::Agent;
+use crate::tickets::store::{self as ticket_store, Filter};
+use crate::tickets::{Action, Priority, Ticket, TicketError, TicketStatus, GENERAL_GROUP};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tickets", get(list))
+        .route("/api/tickets/{id}", get(show))
+        .route("/api/tickets/{id}/{action}", post(act))
+        .route("/api/agents", get(agents).post(save_agent))
+}
+
+/// An instant as RFC 3339 (UTC).
+fn rfc3339(ms: Option<i64>) -> Value {
+    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or(Value::Null, |t| json!(t.to_string()))
+}
+
+fn ticket_json(t: &Ticket) -> Value {
+    json!({
+        "id": t.id,
+        "channel": t.channel,
+        "account": t.account,
+        "external_userid": t.external_userid,
+        "customer_name": t.customer_name,
+        "intent": t.intent,
+        "reason": t.reason,
+        "priority": t.priority(),
+        "tier": t.tier,
+        "tier_reasons": t.tier_reasons(),
+        "status": t.status(),
+        "group": t.grp,
+        "assignee": t.assignee,
+        "opened_at": rfc3339(Some(t.opened_at)),
+        "assigned_at": rfc3339(t.assigned_at),
+        "first_response_due": rfc3339(t.first_response_due),
+        "next_response_due": rfc3339(t.next_response_due),
+        "resolution_due": rfc3339(Some(t.resolution_due)),
+        "first_response_at": rfc3339(t.first_response_at),
+        "paused": t.paused_at.is_some(),
+        "resolved_at": rfc3339(t.resolved_at),
+        "closed_at": rfc3339(t.closed_at),
+        "last_message": t.last_message,
+        "csat": t.csat,
+    })
+}
+
+fn store_error(e: sqlx::Error) -> WebError {
+    tracing::error!(error = %e, "tickets API store error");
+    WebError::ApiStoreUnavailable
+}
+
+fn ticket_error(e: TicketError) -> WebError {
+    match e {
+        TicketError::NotFound(id) => WebError::NotFound(format!("no ticket {id}")),
+        e @ TicketError::Forbidden { status, .. } => WebError::Conflict {
+            message: e.to_string(),
+            status: Some(status.to_string()),
+        },
+        TicketError::Conflict(message) => WebError::Conflict {
+            message,
+            status: None,
+        },
+        TicketError::Db(e) => store_error(e),
+    }
+}
+
+fn kf_error(e: KfError) -> WebError {
+    match e {
+        KfError::Ticket(e) => ticket_error(e),
+        KfError::Db(e) => store_error(e),
+        KfError::Api(e) => {
+            tracing::error!(error = %e, "tickets API: WeCom call failed");
+            WebError::Internal("WeCom could not be reached")
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ListQuery {
+    status: Option<String>,
+    group: Option<String>,
+    priority: Option<String>,
+    tier: Option<String>,
+    assignee: Option<String>,
+    breached: Option<String>,
+    customer: Option<String>,
+    limit: Option<i64>,
+}
+
+fn known_group(g: &str) -> bool {
+    g == GENERAL_GROUP || taxonomy::all().iter().any(|i| i.group == g)
+}
+
+/// `GET /api/tickets?status=&group=&priority=&tier=&assignee=&breached=&customer=&limit=`:
+/// most urgent first (priority, then due time).
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, WebError> {
+    let Query(q) = query.map_err(|_| WebError::BadField {
+        field: "query",
+        message: "the query string is not form-encoded".into(),
+    })?;
+    let bad = |field: &'static str, v: &str| WebError::BadField {
+        field,
+        message: format!("unknown {field} {v:?}"),
+    };
+    let empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let status = empty(q.status);
+    if let Some(s) = &status {
+        TicketStatus::parse(s).ok_or_else(|| bad("status", s))?;
+    }
+    let group = empty(q.group);
+    if let Some(g) = &group {
+        if !known_group(g) {
+            return Err(bad("group", g));
+        }
+    }
+    let priority = match empty(q.priority) {
+        Some(p) => Some(
+            Priority::parse(&p)
+                .ok_or_else(|| bad("priority", &p))?
+                .rank(),
+        ),
+        None => None,
+    };
+    let tier = empty(q.tier);
+    if let Some(t) = &tier {
+        CustomerTier::parse(t).ok_or_else(|| bad("tier", t))?;
+    }
+    let breached = match empty(q.breached).as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(v) => return Err(bad("breached", v)),
+    };
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(WebError::BadField {
+            field: "limit",
+            message: "must be between 1 and 1000".into(),
+        });
+    }
+    let filter = Filter {
+        status,
+        group,
+        priority,
+        tier,
+        assignee: empty(q.assignee),
+        breached,
+        external_userid: empty(q.customer),
+        limit,
+    };
+    let tickets = ticket_store::list(state.store.pool(), &filter)
+        .await
+        .map_err(store_error)?;
+    let tickets: Vec<Value> = tickets.iter().map(ticket_json).collect();
+    Ok(Json(json!({ "tickets": tickets })).into_response())
+}
+
+/// `GET /api/tickets/{id}`: the ticket with its messages, suggested replies for the latest
+/// shopper message, SLA marks and history.
+async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let pool = state.store.pool();
+    let t = ticket_store::get(pool, &id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+    let messages = ticket_store::messages(pool, &id)
+        .await
+        .map_err(store_error)?;
+    let events = ticket_store::events(pool, &id).await.map_err(store_error)?;
+    let marks = ticket_store::marks(pool, &id).await.map_err(store_error)?;
+    let latest = messages.iter().rev().find(|m| m.author == "customer");
+    let suggestions = latest
+        .map(|m| state.classifier.current().classify(&m.content).suggestions)
+        .unwrap_or_default();
+    let mut body = ticket_json(&t);
+    body["messages"] = messages
+        .iter()
+        .map(|m| {
+            json!({"author": m.author, "agent": m.agent, "content": m.content, "intent": m.intent,
+                   "confidence": m.confidence, "at": rfc3339(Some(m.at))})
+        })
+        .collect();
+    body["suggestions"] = json!(suggestions);
+    body["sla_marks"] = marks
+        .iter()
+        .map(|(target, kind)| json!({"target": target, "kind": kind}))
+        .collect();
+    body["history"] = events
+        .iter()
+        .map(|e| {
+            json!({"at": rfc3339(Some(e.at)), "actor": e.actor, "kind": e.kind,
+                   "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null)})
+        })
+        .collect();
+    Ok(Json(body).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ActionBody {
+    /// Who acts (an agent id); "admin" when absent.
+    actor: Option<String>,
+    /// `assign`: the agent.
+    agent: Option<String>,
+    /// `note`, `reply`: the text.
+    text: Option<String>,
+}
+
+fn field(v: Option<String>, name: &'static str, max: usize) -> Result<String, WebError> {
+    match v.map(|s| s.trim().to_string()) {
+        Some(s) if !s.is_empty() && s.chars().count() <= max => Ok(s),
+        Some(s) if !s.is_empty() => Err(WebError::BadField {
+            field: name,
+            message: format!("{name} is longer than {max} characters"),
+        }),
+        _ => Err(WebError::BadField {
+            field: name,
+            message: format!("{name} is required"),
+        }),
+    }
+}
+
+/// `POST /api/tickets/{id}/{assign|resolve|close|reopen|pending|note|reply}`.
+async fn act(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> Result<Response, WebError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let actor = match body.actor {
+        Some(a) => field(Some(a), "actor", 64)?,
+        None => "admin".to_string(),
+    };
+    let kf = state.kf.as_ref();
+    let tickets = &state.tickets;
+    let action = match action.as_str() {
+        "assign" => {
+            let agent = field(body.agent, "agent", 64)?;
+            let known = ticket_store::agents(state.store.pool())
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .any(|a| a.servicer_userid == agent && a.active != 0);
+            if !known {
+                return Err(WebError::BadField {
+                    field: "agent",
+                    message: format!("no agent {agent:?}"),
+                });
+            }
+            let t = match kf {
+                Some(kf) => kf
+                    .assign_ticket(&id, &agent, &actor)
+                    .await
+                    .map_err(kf_error)?,
+                None => plain(&state, &id, Action::Assign, &actor, Some(&agent)).await?,
+            };
+            return Ok(Json(ticket_json(&t)).into_response());
+        }
+        "resolve" => {
+            let t = match kf {
+                Some(kf) => kf.resolve_ticket(&id, &actor).await.map_err(kf_error)?,
+                None => plain(&state, &id, Action::Resolve, &actor, None).await?,
+            };
+            return Ok(Json(ticket_json(&t)).into_response());
+        }
+        "reply" => {
+            let text = field(body.text, "text", 2000)?;
+            let Some(kf) = kf else {
+                return Err(WebError::Conflict {
+                    message: "replies need WeCom Customer Service ([wecom] secret)".into(),
+                    status: None,
+                });
+            };
+            if tickets.settings().agents_reply_in != crate::tickets::ReplyMode::Console {
+                return Err(WebError::Conflict {
+                    message: "agents answer in the WeCom app (agents_reply_in = \"wecom\")".into(),
+                    status: None,
+                });
+            }
+            let out = kf
+                .reply_to_ticket(&id, &actor, &text)
+                .await
+                .map_err(kf_error)?;
+            return Ok(Json(json!(out)).into_response());
+        }
+        "note" => {
+            let text = field(body.text, "text", 4000)?;
+            let mut tx = state.store.pool().begin().await.map_err(store_error)?;
+            let t = ticket_store::get(&mut *tx, &id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+            tickets
+                .note(&mut tx, &t, &actor, &text)
+                .await
+                .map_err(ticket_error)?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(Json(ticket_json(&t)).into_response());
+        }
+        "close" => Action::Close,
+        "reopen" => Action::Reopen,
+        "pending" => Action::WaitForCustomer,
+        other => return Err(WebError::NotFound(format!("no ticket action {other:?}"))),
+    };
+    let t = plain(&state, &id, action, &actor, None).await?;
+    if let Some(kf) = kf {
+        kf.tickets_changed();
+    }
+    Ok(Json(ticket_json(&t)).into_response())
+}
+
+/// A lifecycle action that tells WeCom nothing, in its own transaction (routing turn first).
+async fn plain(
+    state: &AppState,
+    id: &str,
+    action: Action,
+    actor: &str,
+    agent: Option<&str>,
+) -> Result<Ticket, WebError> {
+    let mut tx = state.store.pool().begin().await.map_err(store_error)?;
+    ticket_store::take_routing_turn(&mut tx)
+        .await
+        .map_err(store_error)?;
+    let t = ticket_store::get(&mut *tx, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+    let t = state
+        .tickets
+        .act(&mut tx, &t, action, actor, agent)
+        .await
+        .map_err(ticket_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(t)
+}
+
+/// `GET /api/agents`: every agent with their load.
+async fn agents(_: Admin, State(state): State<AppState>) -> Result<Response, WebError> {
+    let pool = state.store.pool();
+    let rows = ticket_store::agents(pool).await.map_err(store_error)?;
+    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let loads: std::collections::HashMap<String, i64> = ticket_store::loads(&mut conn)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .collect();
+    let agents: Vec<Value> = rows
+        .into_iter()
+        .map(Agent::from)
+        .map(|a| {
+            let mut v = json!(a);
+            v["load"] = json!(loads.get(&a.servicer_userid).copied().unwrap_or(0));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "agents": agents })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct AgentBody {
+    servicer_userid: Option<String>,
+    name: Option<String>,
+    groups: Option<Vec<String>>,
+    capacity: Option<i64>,
+    senior: Option<bool>,
+    on_duty: Option<bool>,
+    active: Option<bool>,
+}
+
+/// `POST /api/agents`: add an agent or change one; routing runs again.
+async fn save_agent(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<AgentBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, WebError> {
+    let Json(b) = body.map_err(|e| WebError::BadField {
+        field: "body",
+        message: format!("expected a JSON agent: {}", e.body_text()),
+    })?;
+    let id = field(b.servicer_userid, "servicer_userid", 64)?;
+    let groups = b.groups.unwrap_or_default();
+    if let Some(g) = groups
+        .iter()
+        .find(|g| !known_group(g) || *g == GENERAL_GROUP)
+    {
+        return Err(WebError::BadField {
+            field: "groups",
+            message: format!("unknown skill group {g:?}"),
+        });
+    }
+    let capacity = b.capacity.unwrap_or(5);
+    if !(1..=100).contains(&capacity) {
+        return Err(WebError::BadField {
+            field: "capacity",
+            message: "must be between 1 and 100".into(),
+        });
+    }
+    let agent = Agent {
+        name: b
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| id.clone()),
+        servicer_userid: id,
+        groups,
+        capacity,
+        senior: b.senior.unwrap_or(false),
+        on_duty: b.on_duty.unwrap_or(true),
+        active: b.active.unwrap_or(true),
+        last_assigned_at: None,
+    };
+    match &state.kf {
+        Some(kf) => kf.save_agent(&agent).await.map_err(kf_error)?,
+        None => {
+            let mut tx = state.store.pool().begin().await.map_err(store_error)?;
+            ticket_store::take_routing_turn(&mut tx)
+                .await
+                .map_err(store_error)?;
+            ticket_store::upsert_agent(&mut tx, &agent.to_row(state.clock.now_ms()), true)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+    }
+    Ok(Json(json!(agent)).into_response())
+}
