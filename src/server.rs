@@ -71,6 +71,7 @@ fn wire(
             classifier.clone(),
             clock.clone(),
             config.acks.clone(),
+            config.tiers.clone(),
             w.alert_webhook_key.clone(),
         ))
     });

@@ -9,6 +9,7 @@
 mod callback;
 mod classifier;
 mod mp;
+mod tiers;
 mod wecom;
 
 use std::net::SocketAddr;
@@ -107,6 +108,7 @@ struct RawConfig {
     mp: Option<mp::RawMp>,
     callback: Option<callback::RawCallback>,
     classifier: Option<classifier::RawClassifier>,
+    tiers: Option<tiers::RawTiers>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +132,8 @@ pub struct Config {
     /// `[callback]` acknowledgement texts.
     pub acks: AckTexts,
     pub classifier: crate::intent::Thresholds,
+    /// `[tiers]`: how tags and RFM make a customer's tier.
+    pub tiers: crate::crm::TierRules,
 }
 
 // Secrets are left out of Debug so a stray `{:?}` cannot log them.
@@ -256,6 +260,9 @@ impl RawConfig {
             .apply_env(env)?;
         self.classifier
             .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.tiers
+            .get_or_insert_with(Default::default)
             .apply_env(env)
     }
 
@@ -306,6 +313,7 @@ impl RawConfig {
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
         let (callback, acks) = self.callback.unwrap_or_default().validate()?;
         let classifier = self.classifier.unwrap_or_default().validate()?;
+        let tiers = self.tiers.unwrap_or_default().validate()?;
 
         Ok(Config {
             listen,
@@ -318,6 +326,7 @@ impl RawConfig {
             callback,
             acks,
             classifier,
+            tiers,
         })
     }
 }

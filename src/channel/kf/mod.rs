@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::clock::SharedClock;
 use crate::config::AckTexts;
-use crate::crm::{self, CustomerProfile};
+use crate::crm::{self, CustomerProfile, TierRules};
 use crate::ids::{ExternalUserId, OpenKfId};
 use crate::intent::SharedClassifier;
 use crate::store::{self, Store};
@@ -68,6 +68,8 @@ pub struct KfService {
     classifier: Arc<SharedClassifier>,
     clock: SharedClock,
     acks: AckTexts,
+    /// `[tiers]`: how a customer's tier is judged.
+    tiers: TierRules,
     /// Group robot for supervisors' alerts (outgoing messages that failed for good).
     alert_webhook_key: Option<String>,
     /// One pull per kf account at a time (see [`KfService::pull`]).
@@ -85,6 +87,7 @@ impl KfService {
         classifier: Arc<SharedClassifier>,
         clock: SharedClock,
         acks: AckTexts,
+        tiers: TierRules,
         alert_webhook_key: Option<String>,
     ) -> Arc<KfService> {
         Arc::new(KfService {
@@ -93,6 +96,7 @@ impl KfService {
             classifier,
             clock,
             acks,
+            tiers,
             alert_webhook_key,
             locks: Mutex::new(HashMap::new()),
             outbox_ready: Notify::new(),
@@ -100,11 +104,12 @@ impl KfService {
         })
     }
 
-    /// The customer's nickname and tier, cached for a day (see [`crate::crm`]).
+    /// The customer's nickname, tier and standing (see [`crate::crm`]).
     pub async fn profile(&self, external_userid: &ExternalUserId) -> CustomerProfile {
         crm::profile(
             &self.store,
             &self.client,
+            &self.tiers,
             self.clock.now_ms(),
             external_userid,
         )

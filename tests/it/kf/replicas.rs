@@ -46,6 +46,7 @@ async fn replicas(
             Arc::new(classifier),
             clock,
             AckTexts::new(ack),
+            kefu::crm::TierRules::default(),
             None,
         );
         kf.spawn_workers(Duration::from_millis(100), stopped.clone());
