@@ -125,6 +125,8 @@ pub fn parse(
     text: &str,
     now_ms: i64,
 ) -> Result<(Vec<ImportRow>, Vec<Rejected>, Vec<String>), ImportError> {
+    // Windows line ends become plain ones: the reader counts lines after a CRLF one short.
+    let text = text.replace("\r\n", "\n");
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -487,8 +489,8 @@ mod tests {
                     ,,nobody,,1,10,2026-11-20,\n\
                     wm2,,,,many,8600.123,2026-02-30,\n\
                     \"wm3\",ou3,\"多行\n名字\",,0,,2026-01-01,\n\
-                    ,,,,,,,\n\
-                    wm1,,again,,1,1,2026-11-20,\n\
+                    ,,,,,,,\r\n\
+                    wm1,,again,,1,1,2026-11-20,\r\n\
                     ,ou4,,,2,100,,\n";
         let (rows, rejected, ignored) = parse(text, NOW).unwrap();
         assert_eq!(ignored, ["备注"]);
