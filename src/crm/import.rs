@@ -96,6 +96,15 @@ pub struct ImportRow {
     pub last_order_at: Option<i64>,
 }
 
+/// A file's rows, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub rows: Vec<ImportRow>,
+    pub rejected: Vec<Rejected>,
+    /// Columns kefu does not know.
+    pub ignored_columns: Vec<String>,
+}
+
 /// The text of the file and the encoding it was in.
 pub fn decode(bytes: &[u8]) -> Result<(String, &'static str), ImportError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -121,10 +130,7 @@ const KNOWN: [&str; 7] = [
 
 /// The valid rows, the rejected ones and the ignored columns. `now_ms` bounds
 /// `last_order_at` (a day ahead at most, for clocks and time zones).
-pub fn parse(
-    text: &str,
-    now_ms: i64,
-) -> Result<(Vec<ImportRow>, Vec<Rejected>, Vec<String>), ImportError> {
+pub fn parse(text: &str, now_ms: i64) -> Result<Parsed, ImportError> {
     // Windows line ends become plain ones: the reader counts lines after a CRLF one short.
     let text = text.replace("\r\n", "\n");
     let mut reader = csv::ReaderBuilder::new()
@@ -188,7 +194,11 @@ pub fn parse(
             }),
         }
     }
-    Ok((rows, rejected, ignored))
+    Ok(Parsed {
+        rows,
+        rejected,
+        ignored_columns: ignored,
+    })
 }
 
 /// The key a row is stored under: its external_userid, else its unionid.
@@ -350,7 +360,11 @@ pub async fn import_bytes(
     now_ms: i64,
 ) -> Result<ImportReport, ImportError> {
     let (text, encoding) = decode(bytes)?;
-    let (rows, rejected, ignored_columns) = parse(&text, now_ms)?;
+    let Parsed {
+        rows,
+        rejected,
+        ignored_columns,
+    } = parse(&text, now_ms)?;
     let mut report = ImportReport {
         encoding,
         rejected,
@@ -492,7 +506,11 @@ mod tests {
                     ,,,,,,,\r\n\
                     wm1,,again,,1,1,2026-11-20,\r\n\
                     ,ou4,,,2,100,,\n";
-        let (rows, rejected, ignored) = parse(text, NOW).unwrap();
+        let Parsed {
+            rows,
+            rejected,
+            ignored_columns: ignored,
+        } = parse(text, NOW).unwrap();
         assert_eq!(ignored, ["备注"]);
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [2, 9]);

@@ -141,7 +141,7 @@ pub fn yuan(fen: i64) -> String {
     let digits = (fen / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -185,7 +185,7 @@ mod tests {
     fn money_has_thousands_separators() {
         assert_eq!(yuan(860_000), "¥8,600");
         assert_eq!(yuan(860_050), "¥8,600.50");
-        assert_eq!(yuan(123_456_789_01), "¥123,456,789.01");
+        assert_eq!(yuan(12_345_678_901), "¥123,456,789.01");
         assert_eq!(yuan(0), "¥0");
         assert_eq!(yuan(99_900), "¥999");
         assert_eq!(yuan(-320), "-¥3.20");

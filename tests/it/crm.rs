@@ -145,10 +145,12 @@ async fn a_gbk_export_is_detected_and_decoded(db: Db) {
     let cfg = write_config(dir.path(), &url);
     let file = dir.path().join("导出.csv");
     let text = format!(
-        "external_userid,name,tags,orders,total_spent,last_order_at,备注\r\n\
-         wmGbk,张三丰,金卡VIP、复购,2,1288.00,{},老客户\r\n\
-         wmLate,,,1,10,2099-01-01,\r\n",
-        days_ago(1)
+        "external_userid,unionid,name,tags,orders,total_spent,last_order_at,备注\r\n\
+         wmGbk,,张三丰,金卡VIP、复购,2,1288.00,{},老客户\r\n\
+         wmLate,,,,1,10,2099-01-01,\r\n\
+         wmPair,ouPair,,,1,10,{},\r\n",
+        days_ago(1),
+        days_ago(5)
     );
     let (gbk, _, unmappable) = encoding_rs::GBK.encode(&text);
     assert!(!unmappable);
@@ -164,7 +166,7 @@ async fn a_gbk_export_is_detected_and_decoded(db: Db) {
     );
     assert!(shown.contains("ignored columns: 备注"), "{shown}");
     assert!(
-        shown.contains("(GB18030): imported 1 (1 new, 0 updated), unchanged 0, rejected 1"),
+        shown.contains("(GB18030): imported 2 (2 new, 0 updated), unchanged 0, rejected 1"),
         "{shown}"
     );
 
@@ -185,6 +187,18 @@ async fn a_gbk_export_is_detected_and_decoded(db: Db) {
     assert_eq!(card.tier, CustomerTier::Vip);
     assert_eq!(card.reasons[0], "tag 金卡VIP");
     assert_eq!(card.reasons[2], "last order yesterday");
+    // A row with both ids links them: the unionid finds the kf shopper.
+    let pair = customer_card(
+        &store,
+        &rules,
+        now_secs() * 1000,
+        &CustomerKey::UnionId("ouPair".into()),
+    )
+    .await
+    .unwrap()
+    .expect("linked customer");
+    assert_eq!(pair.external_userid.as_deref(), Some("wmPair"));
+    assert_eq!(pair.orders, 1);
     store.close().await;
 }
 
