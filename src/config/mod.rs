@@ -12,6 +12,7 @@ mod mp;
 mod priority;
 mod sla;
 mod tickets;
+mod tiers;
 mod wecom;
 
 use std::net::SocketAddr;
@@ -114,6 +115,7 @@ struct RawConfig {
     tickets: Option<tickets::RawTickets>,
     sla: Option<sla::RawSla>,
     priority: Option<priority::RawPriority>,
+    tiers: Option<tiers::RawTiers>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,8 @@ pub struct Config {
     pub priority: crate::tickets::PriorityTable,
     /// `[tickets]`.
     pub tickets: TicketsConfig,
+    /// `[tiers]`: how tags and RFM make a customer's tier.
+    pub tiers: crate::crm::TierRules,
 }
 
 impl Config {
@@ -159,6 +163,7 @@ impl Config {
             agents: t.agents.clone(),
             sla: self.sla.clone(),
             priority: self.priority.clone(),
+            tiers: self.tiers.clone(),
             ..crate::tickets::TicketSettings::default()
         }
     }
@@ -297,6 +302,9 @@ impl RawConfig {
             .apply_env(env);
         self.tickets
             .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.tiers
+            .get_or_insert_with(Default::default)
             .apply_env(env)
     }
 
@@ -350,6 +358,7 @@ impl RawConfig {
         let sla = self.sla.unwrap_or_default().validate()?;
         let priority = self.priority.unwrap_or_default().validate()?;
         let tickets = self.tickets.unwrap_or_default().validate()?;
+        let tiers = self.tiers.unwrap_or_default().validate()?;
 
         Ok(Config {
             listen,
@@ -365,6 +374,7 @@ impl RawConfig {
             tickets,
             sla,
             priority,
+            tiers,
         })
     }
 }

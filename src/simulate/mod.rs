@@ -190,6 +190,14 @@ impl Simulator {
         }
     }
 
+    /// The unionid `kf/customer/batchget` gives a customer added with [`Simulator::add_customer`]
+    /// (as when the kf account is bound to the shop's Open Platform account).
+    pub fn set_unionid(&self, external_userid: &str, unionid: &str) {
+        if let Some(c) = self.lock().customers.get_mut(external_userid) {
+            c["unionid"] = json!(unionid);
+        }
+    }
+
     /// Everything kefu sent to shoppers so far.
     pub fn sent(&self) -> Vec<Sent> {
         self.lock().sent.clone()

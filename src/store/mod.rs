@@ -11,8 +11,9 @@
 //! PostgreSQL it is a task that sends each batch as one statement.
 //!
 //! Each domain's SQL lives in a file of its own: [`kf`] (pulled messages, cursors, sessions,
-//! agents, customers), [`outbox`] (everything sent) and [`tokens`] (the shared access token).
-//! Nothing outside `store/` writes SQL.
+//! agents, customers), [`outbox`] (everything sent) and [`tokens`] (the shared access token)
+//! here, and `crm/store.rs` (customers, imported purchase history, RFM boundaries) inside its
+//! domain. No other file writes SQL.
 
 mod inbound;
 pub mod kf;

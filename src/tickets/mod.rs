@@ -77,6 +77,8 @@ pub struct TicketSettings {
     pub priority: PriorityTable,
     /// Agents known at start (`[[tickets.agents]]`).
     pub agents: Vec<routing::Agent>,
+    /// `[tiers]`: how tags and purchase history make a customer's tier.
+    pub tiers: crate::crm::TierRules,
 }
 
 impl Default for TicketSettings {
@@ -91,6 +93,7 @@ impl Default for TicketSettings {
             sla: SlaSettings::default(),
             priority: PriorityTable::default(),
             agents: Vec::new(),
+            tiers: crate::crm::TierRules::default(),
         }
     }
 }

@@ -26,6 +26,42 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}", get(show))
         .route("/api/tickets/{id}/{action}", post(act))
         .route("/api/agents", get(agents).post(save_agent))
+        .route("/api/customers/{id}", get(customer))
+}
+
+/// `GET /api/customers/{id}` (external_userid, openid or unionid): the customer card (tags,
+/// purchase history, RFM, tier and its reasons) and their tickets, newest first.
+async fn customer(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let pool = state.store.pool();
+    let card = crate::crm::customer_card(
+        &state.store,
+        &state.config.tiers,
+        state.clock.now_ms(),
+        &crate::crm::CustomerKey::Any(id.clone()),
+    )
+    .await
+    .map_err(store_error)?;
+    let filter = Filter {
+        external_userid: Some(id.clone()),
+        limit: 100,
+        ..Filter::default()
+    };
+    let mut tickets = ticket_store::list(pool, &filter)
+        .await
+        .map_err(store_error)?;
+    tickets.sort_by_key(|t| std::cmp::Reverse(t.opened_at));
+    let mut body = match card {
+        Some(card) => json!(card),
+        None if tickets.is_empty() => return Err(WebError::NotFound(format!("no customer {id}"))),
+        // Known only from their tickets: no profile or purchase history yet.
+        None => json!({"external_userid": id, "tier": "new", "reasons": ["no orders on record"]}),
+    };
+    body["tickets"] = tickets.iter().map(ticket_json).collect();
+    Ok(Json(body).into_response())
 }
 
 /// An instant as RFC 3339 (UTC).

@@ -285,7 +285,7 @@ async fn two_replicas_route_200_tickets_to_5_agents(db: Db) {
     for (i, c) in capacities.iter().enumerate() {
         assert_eq!(
             loads.get(&format!("agent{i}")),
-            Some(&(*c as i64)),
+            Some(c),
             "agent{i} at capacity, not past it"
         );
     }

@@ -119,11 +119,12 @@ impl KfService {
         })
     }
 
-    /// The customer's nickname and tier, cached for a day (see [`crate::crm`]).
+    /// The customer's nickname, tier and standing (see [`crate::crm`]).
     pub async fn profile(&self, external_userid: &ExternalUserId) -> CustomerProfile {
         crm::profile(
             &self.store,
             &self.client,
+            &self.tickets.settings().tiers,
             self.clock.now_ms(),
             external_userid,
         )

@@ -172,7 +172,14 @@ impl KfService {
             .filter_map(|(_, m)| m.external_userid.clone())
             .filter(|id| !id.is_empty())
             .collect();
-        crm::profiles(&self.store, &self.client, &self.clock, &shoppers).await
+        crm::profiles(
+            &self.store,
+            &self.client,
+            &self.tickets.settings().tiers,
+            &self.clock,
+            &shoppers,
+        )
+        .await
     }
 
     /// Store one pulled message; if it is new, act on it in the same transaction.
