@@ -306,6 +306,68 @@ impl Simulator {
         code
     }
 
+    /// An agent writes to the shopper from the WeCom app (origin 5).
+    pub fn agent_writes(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        servicer_userid: &str,
+        text: &str,
+        send_time: i64,
+    ) -> String {
+        self.push_raw(
+            open_kfid,
+            json!({"external_userid": external_userid, "send_time": send_time, "origin": 5,
+                   "servicer_userid": servicer_userid, "msgtype": "text", "text": {"content": text}}),
+        )
+    }
+
+    /// The agent ends the session in the WeCom app: state 4, and a `session_status_change`
+    /// event (change_type 3) whose `msg_code` allows one `send_msg_on_event` (the survey).
+    /// Returns the code.
+    pub fn agent_ends(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        servicer_userid: &str,
+        send_time: i64,
+    ) -> String {
+        let code = format!("end_{}", self.lock().next_seq + 1);
+        {
+            let mut g = self.lock();
+            g.welcome_codes.insert(code.clone(), false);
+            g.sessions.insert(
+                (open_kfid.to_string(), external_userid.to_string()),
+                (4, String::new()),
+            );
+        }
+        self.push_raw(
+            open_kfid,
+            json!({"send_time": send_time, "origin": 4, "msgtype": "event",
+                   "event": {"event_type": "session_status_change", "open_kfid": open_kfid,
+                             "external_userid": external_userid, "change_type": 3,
+                             "old_servicer_userid": servicer_userid, "msg_code": code}}),
+        );
+        code
+    }
+
+    /// The shopper clicks an item of a menu kefu sent (`menu_id`): a text message with it.
+    pub fn shopper_clicks(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        menu_id: &str,
+        content: &str,
+        send_time: i64,
+    ) -> String {
+        self.push_raw(
+            open_kfid,
+            json!({"external_userid": external_userid, "send_time": send_time, "origin": 3,
+                   "servicer_userid": "", "msgtype": "text",
+                   "text": {"content": content, "menu_id": menu_id}}),
+        )
+    }
+
     /// An agent goes on duty (`on_duty`, status 1) or off duty (status 2) in the WeCom client:
     /// a `servicer_status_change` event in the account's history.
     pub fn servicer_status(

@@ -511,19 +511,20 @@ pub async fn answered_since(
     Ok(n > 0)
 }
 
-/// When the shopper last wrote (WeCom's send_time, unix seconds), if ever.
-pub async fn last_customer_message_secs(
+/// When the shopper last wrote: WeCom's send_time (unix seconds) and when kefu recorded it
+/// (unix ms, kefu's clock), if ever.
+pub async fn last_customer_message(
     conn: &mut AnyConnection,
     open_kfid: &OpenKfId,
     external_userid: &ExternalUserId,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT MAX(send_time) FROM kf_messages WHERE open_kfid = $1 AND external_userid = $2 \
-         AND origin = $3",
+) -> sqlx::Result<Option<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT send_time, received_at FROM kf_messages WHERE open_kfid = $1 \
+         AND external_userid = $2 AND origin = $3 ORDER BY received_at DESC, send_time DESC LIMIT 1",
     )
     .bind(open_kfid.as_str())
     .bind(external_userid.as_str())
     .bind(Origin::Customer.as_i64())
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
 }

@@ -35,6 +35,15 @@ use crate::metrics::Metrics;
 use crate::store::new_id;
 use store::{TicketEvent, TicketMessage};
 
+/// An id for a history or message row: time first, then a counter, so rows written in one
+/// millisecond by one process keep the order they were written in.
+fn row_id(now_ms: i64) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:013x}{n:08x}{:08x}", now_ms.max(0), rand::random::<u32>())
+}
+
 /// Tickets about something no skill group owns (an unclear message, a picture) may go to
 /// any agent.
 pub const GENERAL_GROUP: &str = "general";
@@ -368,7 +377,7 @@ impl TicketService {
         store::insert_message(
             conn,
             &TicketMessage {
-                id: new_id(now),
+                id: row_id(now),
                 ticket_id: t.id.clone(),
                 msgid: msgid.map(str::to_owned),
                 author: "agent".into(),
@@ -601,7 +610,7 @@ impl TicketService {
         store::insert_event(
             conn,
             &TicketEvent {
-                id: new_id(now),
+                id: row_id(now),
                 ticket_id: ticket_id.into(),
                 at: now,
                 actor: actor.into(),
@@ -622,7 +631,7 @@ impl TicketService {
         store::insert_message(
             conn,
             &TicketMessage {
-                id: new_id(self.clock.now_ms()),
+                id: row_id(self.clock.now_ms()),
                 ticket_id: ticket_id.into(),
                 msgid: Some(m.msgid.into()),
                 author: "customer".into(),

@@ -137,7 +137,7 @@ impl TicketService {
         store::insert_event(
             conn,
             &store::TicketEvent {
-                id: crate::store::new_id(now),
+                id: super::row_id(now),
                 ticket_id: ticket_id.into(),
                 at: now,
                 actor: "kefu".into(),

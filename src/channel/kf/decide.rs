@@ -102,7 +102,8 @@ impl KfService {
             content: &shown,
             intent: classification.map_or(taxonomy::UNKNOWN, |c| c.intent.as_str()),
             confidence: classification.map(|c| c.confidence),
-            at_ms: p.send_time.saturating_mul(1000),
+            // kefu's clock, like the agents' replies, so a ticket's messages keep their order.
+            at_ms: now,
             standing: &profile.standing,
         };
 

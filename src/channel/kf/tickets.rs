@@ -317,17 +317,17 @@ impl KfService {
         kfid: &OpenKfId,
         customer: &ExternalUserId,
     ) -> Result<i64, KfError> {
-        let Some(last_secs) = kf_store::last_customer_message_secs(tx, kfid, customer).await?
+        let Some((sent_secs, received_ms)) =
+            kf_store::last_customer_message(tx, kfid, customer).await?
         else {
             return Ok(0);
         };
-        let last_ms = last_secs.saturating_mul(1000);
-        if self.clock.now_ms() - last_ms > SEND_WINDOW_MS {
+        if self.clock.now_ms() - sent_secs.saturating_mul(1000) > SEND_WINDOW_MS {
             return Ok(0);
         }
-        let used =
-            outbox_store::sends_since(tx, &chat_key(kfid.as_str(), customer.as_str()), last_ms)
-                .await?;
+        // Rows written since kefu recorded that message (both on kefu's clock).
+        let chat = chat_key(kfid.as_str(), customer.as_str());
+        let used = outbox_store::sends_since(tx, &chat, received_ms).await?;
         Ok((SEND_QUOTA - used).max(0))
     }
 

@@ -9,6 +9,7 @@ use kefu::simulate::Simulator;
 use serde_json::{json, Value};
 
 mod replicas;
+mod tickets;
 
 const KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
 const SECRET: &str = "kf-secret";
