@@ -70,6 +70,24 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         // The simulator's group robot stands in for the supervisors' chat.
         alert_webhook_key: Some("demo-supervisors".into()),
     });
+    if config.tickets.agents.is_empty() {
+        // Two agents: a senior one who takes VIPs and urgent tickets, and one for sales and
+        // orders.
+        config.tickets.agents = vec![
+            demo_agent(
+                "li",
+                "李敏 (senior)",
+                &["service", "aftersale", "logistics"],
+                true,
+            ),
+            demo_agent(
+                "zhang",
+                "张伟",
+                &["presale", "order", "logistics", "account"],
+                false,
+            ),
+        ];
+    }
     let listen = config.listen;
     let db = crate::config::redact_url(&config.database_url);
     let state = crate::server::build(config, Arc::new(SystemClock)).await?;
@@ -104,13 +122,18 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         println!("新访客 进入会话\n  kefu  → {}\n", shown(&w.body));
     }
 
-    let script: [(&str, &str, &str); 6] = [
+    let script: [(&str, &str, &str); 7] = [
         ("wmDemoVIP", "王女士 (VIP)", "满多少包邮啊？"),
         ("wmDemoLin", "小林", "我昨天买的卫衣，快递到哪了"),
         ("wmDemoLin", "小林", "什么时候能发货呀"),
         ("wmDemoZhao", "赵先生", "收到的杯子是碎的！！"),
         ("wmDemoZhao", "赵先生", "我要投诉，12315见"),
         ("wmDemoLin", "小林", "帮我订一张明天去成都的火车票"),
+        (
+            "wmDemoVIP",
+            "王女士 (VIP)",
+            "上周买的大衣掉色严重，你们客服一直不回，我要投诉",
+        ),
     ];
     for (who, name, text) in script {
         let before = sim.sent().len();
@@ -138,11 +161,15 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
             if o.status == Some(KfMessageStatus::Answered) {
                 println!("  (intent {intent}, confidence {conf:.2}: answered at once)");
             } else {
-                println!("  (intent {intent}, confidence {conf:.2}: handed to a person — pending pool, marked unresolved)");
+                println!(
+                    "  (intent {intent}, confidence {conf:.2}: handed to a person — a ticket)"
+                );
             }
         }
         println!();
     }
+
+    show_tickets(&state).await;
 
     let counts = crate::store::kf::status_counts(state.store.pool())
         .await
@@ -151,6 +178,12 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
     println!("answered by the bot: {answered}, waiting for a person: {unresolved}");
     println!("Look around:");
     println!("  curl http://{addr}/metrics");
+    if let Some(token) = &state.config.admin_token {
+        let _ = token; // never printed
+        println!("  curl -H \"Authorization: Bearer $KEFU_ADMIN_TOKEN\" http://{addr}/api/tickets");
+    } else {
+        println!("  the tickets API (GET /api/tickets) needs admin_token set (KEFU_ADMIN_TOKEN)");
+    }
     println!("  echo '退货地址是哪里' | cargo run --release -- classify");
     println!("  the store: {db} (tables kf_messages, outbox, kf_sessions, inbound_messages)");
     if once {
@@ -162,6 +195,62 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
     let result = server.await.context("server task")?;
     let _ = stop.send(true);
     result
+}
+
+fn demo_agent(
+    id: &str,
+    name: &str,
+    groups: &[&str],
+    senior: bool,
+) -> crate::tickets::routing::Agent {
+    crate::tickets::routing::Agent {
+        servicer_userid: id.into(),
+        name: name.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        capacity: 5,
+        senior,
+        on_duty: true,
+        active: true,
+        last_assigned_at: None,
+    }
+}
+
+/// The ticket queue as a supervisor sees it (most urgent first), once routing has run.
+async fn show_tickets(state: &crate::web::AppState) {
+    use crate::tickets::store::{self as ticket_store, Filter};
+    let filter = Filter {
+        limit: 50,
+        ..Filter::default()
+    };
+    let started = Instant::now();
+    let mut tickets = Vec::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        tickets = ticket_store::list(state.store.pool(), &filter)
+            .await
+            .unwrap_or_default();
+        if !tickets.is_empty() && tickets.iter().all(|t| t.assignee.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("Tickets, most urgent first (GET /api/tickets):");
+    for t in &tickets {
+        let who = t
+            .customer_name
+            .clone()
+            .unwrap_or_else(|| t.external_userid.clone());
+        println!(
+            "  {:<7} {:<6} {:<8} {:<15} {:<13} → {}  ({})",
+            t.priority().as_str(),
+            t.tier,
+            who,
+            t.intent,
+            t.reason,
+            t.assignee.as_deref().unwrap_or("waiting in the queue"),
+            t.tier_reasons().join("; ")
+        );
+    }
+    println!();
 }
 
 async fn wait_for(sim: &Simulator, ready: impl Fn(&[crate::simulate::Sent]) -> bool) {

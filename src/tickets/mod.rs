@@ -226,12 +226,25 @@ impl TicketService {
         }
         t.status = to.as_str().into();
         self.customer_wrote(&mut t, m, now);
+        // A later message can make the ticket more urgent (a question that turns into a
+        // complaint); it never makes it less so.
+        let group = crate::taxonomy::get(m.intent).map_or(GENERAL_GROUP, |i| i.group);
+        let tier = crate::crm::CustomerTier::parse(&t.tier).unwrap_or_default();
+        let priority =
+            self.settings
+                .priority
+                .priority(tier, m.intent, group, m.standing.raise_priority);
+        let raised = priority < t.priority();
+        if raised {
+            t.priority = priority.rank();
+        }
         self.write(
             conn,
             &t,
             "customer",
             "appended",
-            serde_json::json!({"msgid": m.msgid, "status": to}),
+            serde_json::json!({"msgid": m.msgid, "status": to,
+                               "priority_raised_to": raised.then_some(priority)}),
         )
         .await?;
         self.add_message(conn, &t.id, m).await?;

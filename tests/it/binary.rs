@@ -270,6 +270,18 @@ fn the_demo_runs_the_kf_loop_with_no_wecom_account() {
         text.contains("intent complaint, confidence 1.00: handed to a person"),
         "{text}"
     );
+    // Tickets: the VIP's complaint heads the queue and goes to the senior agent.
+    let queue: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Tickets, most urgent first"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(queue.len(), 3, "{text}");
+    assert!(
+        queue[0].contains("urgent") && queue[0].contains("王女士") && queue[0].contains("→ li"),
+        "{text}"
+    );
     assert!(
         dir.path().join("data/kefu.db").exists(),
         "the embedded SQLite default"
