@@ -6,6 +6,7 @@
 //! - [`sla`] and [`calendar`]: targets per priority in business time; [`priority`]: tier x
 //!   intent -> priority.
 //! - [`routing`]: who gets a queued ticket.
+//! - [`settings`]: `[tickets]` with the rest of what the service reads.
 //! - [`watch`]: SLA warnings and breaches, idle assignments, closing old resolved tickets.
 //!
 //! The kf loop decides when a ticket opens and calls in here inside its own transaction;
@@ -15,6 +16,7 @@ pub mod calendar;
 pub mod model;
 pub mod priority;
 pub mod routing;
+pub mod settings;
 pub mod simulation;
 pub mod sla;
 pub mod store;
@@ -27,6 +29,7 @@ use sqlx::AnyConnection;
 pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec, Window};
 pub use model::{Action, OpenReason, Priority, Ticket, TicketStatus};
 pub use priority::PriorityTable;
+pub use settings::{ReplyMode, TicketSettings, DEFAULT_REJECTIONS};
 pub use sla::{SlaPolicy, SlaSettings, Target};
 
 use crate::clock::SharedClock;
@@ -47,78 +50,6 @@ fn row_id(now_ms: i64) -> String {
 /// Tickets about something no skill group owns (an unclear message, a picture) may go to
 /// any agent.
 pub const GENERAL_GROUP: &str = "general";
-
-/// Where agents write their replies (`[tickets] agents_reply_in`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReplyMode {
-    /// In kefu's console: the session stays with the API (state 1), replies go through
-    /// `kf/send_msg`.
-    #[default]
-    Console,
-    /// In the WeCom app: assignment moves the session to the agent (state 3).
-    Wecom,
-}
-
-impl ReplyMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplyMode::Console => "console",
-            ReplyMode::Wecom => "wecom",
-        }
-    }
-}
-
-/// `[tickets]` settings, with the SLA calendar and policies and the priority table.
-#[derive(Debug, Clone)]
-pub struct TicketSettings {
-    pub agents_reply_in: ReplyMode,
-    /// A shopper writing within this long of a resolution reopens the ticket.
-    pub reopen_within_ms: i64,
-    /// An assigned ticket without an agent reply for this long goes back to the queue.
-    pub assignment_timeout_ms: i64,
-    /// The same intent twice within this long opens a ticket.
-    pub repeat_within_ms: i64,
-    /// Ask for a satisfaction rating when a ticket is resolved.
-    pub csat: bool,
-    /// What a shopper says when the bot's answer did not help.
-    pub rejection_phrases: Vec<String>,
-    pub sla: SlaSettings,
-    pub priority: PriorityTable,
-    /// Agents known at start (`[[tickets.agents]]`).
-    pub agents: Vec<routing::Agent>,
-    /// `[tiers]`: how tags and purchase history make a customer's tier.
-    pub tiers: crate::crm::TierRules,
-}
-
-impl Default for TicketSettings {
-    fn default() -> Self {
-        TicketSettings {
-            agents_reply_in: ReplyMode::Console,
-            reopen_within_ms: 7 * 24 * 3600 * 1000,
-            assignment_timeout_ms: 10 * 60 * 1000,
-            repeat_within_ms: 10 * 60 * 1000,
-            csat: true,
-            rejection_phrases: DEFAULT_REJECTIONS.iter().map(|s| s.to_string()).collect(),
-            sla: SlaSettings::default(),
-            priority: PriorityTable::default(),
-            agents: Vec::new(),
-            tiers: crate::crm::TierRules::default(),
-        }
-    }
-}
-
-pub const DEFAULT_REJECTIONS: &[&str] = &[
-    "没用",
-    "没有用",
-    "不是这个",
-    "不是我要的",
-    "答非所问",
-    "不对",
-    "看不懂",
-    "机器人",
-    "转人工",
-    "人工",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TicketError {
