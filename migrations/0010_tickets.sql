@@ -32,6 +32,13 @@ CREATE TABLE tickets (
     tier_reasons       TEXT NOT NULL,          -- JSON array, snapshotted when opened
     assignee           TEXT,
     assigned_at        BIGINT,
+    -- Who served the customer last and when (kept when the ticket is reopened), for sending
+    -- a returning customer back to the same agent.
+    last_assignee      TEXT,
+    last_served_at     BIGINT,
+    -- The agent who let the ticket go idle, passed over for it until idle_until.
+    idle_agent         TEXT,
+    idle_until         BIGINT,
     opened_at          BIGINT NOT NULL,
     updated_at         BIGINT NOT NULL,
     last_message       TEXT,

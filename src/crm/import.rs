@@ -372,6 +372,7 @@ pub async fn import_bytes(
         ..ImportReport::default()
     };
     let mut tx = store.pool().begin().await?;
+    crm_store::take_write_lock(&mut tx).await?;
     let mut stored: HashMap<(IdKind, String), PurchaseRow> = crm_store::all_purchases(&mut tx)
         .await?
         .into_iter()

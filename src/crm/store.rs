@@ -96,6 +96,17 @@ fn purchase(raw: RawPurchase) -> Option<PurchaseRow> {
 
 /// Every purchase-history row (an import compares against them; the RFM boundaries are
 /// computed over them).
+/// Take the database's write lock now, before anything is read: on SQLite a transaction
+/// that reads first and writes later can be refused at once when another writer got in
+/// between (busy_timeout does not cover that); PostgreSQL needs nothing here. A write that
+/// matches no row still takes the lock.
+pub async fn take_write_lock(conn: &mut AnyConnection) -> sqlx::Result<()> {
+    sqlx::query("UPDATE crm_rfm_bounds SET computed_at = computed_at WHERE 1 = 0")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn all_purchases(conn: &mut AnyConnection) -> sqlx::Result<Vec<PurchaseRow>> {
     let rows: Vec<RawPurchase> =
         sqlx::query_as(&format!("SELECT {PURCHASE_COLUMNS} FROM crm_purchases"))

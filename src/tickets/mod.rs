@@ -64,6 +64,9 @@ pub enum TicketError {
     /// Someone else changed the ticket first, or another ticket of the customer is open.
     #[error("{0}")]
     Conflict(String),
+    /// The ticket changed since it was read (its version moved on): read it again.
+    #[error("the ticket was changed meanwhile; reload it")]
+    Stale,
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -141,6 +144,27 @@ impl TicketService {
         conn: &mut AnyConnection,
         m: &Incoming<'_>,
     ) -> Result<Option<Ticket>, TicketError> {
+        // Someone may change the ticket between the read and the write (an agent, the
+        // watch): read it again and retry, a few times.
+        let mut tries = 0;
+        loop {
+            match self.append_once(conn, m).await {
+                Err(TicketError::Stale) if tries < 3 => tries += 1,
+                Err(TicketError::Stale) => {
+                    return Err(TicketError::Conflict(
+                        "the ticket kept changing; try again".into(),
+                    ))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn append_once(
+        &self,
+        conn: &mut AnyConnection,
+        m: &Incoming<'_>,
+    ) -> Result<Option<Ticket>, TicketError> {
         let Some(mut t) = self
             .open_ticket(conn, m.channel, m.account, m.external_userid)
             .await?
@@ -187,6 +211,21 @@ impl TicketService {
     /// resolved within `reopen_within`. The customer must have no open ticket (see
     /// [`TicketService::append`]).
     pub async fn open(
+        &self,
+        conn: &mut AnyConnection,
+        m: &Incoming<'_>,
+        reason: OpenReason,
+    ) -> Result<Ticket, TicketError> {
+        let mut tries = 0;
+        loop {
+            match self.open_once(conn, m, reason).await {
+                Err(TicketError::Stale) if tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(
         &self,
         conn: &mut AnyConnection,
         m: &Incoming<'_>,
@@ -247,6 +286,10 @@ impl TicketService {
             tier_reasons: serde_json::to_string(&standing.reasons).unwrap_or_else(|_| "[]".into()),
             assignee: None,
             assigned_at: None,
+            last_assignee: None,
+            last_served_at: None,
+            idle_agent: None,
+            idle_until: None,
             opened_at: now,
             updated_at: now,
             last_message: Some(m.content.into()),
@@ -304,6 +347,8 @@ impl TicketService {
         let now = self.clock.now_ms();
         let mut t = ticket.clone();
         t.first_response_at.get_or_insert(now);
+        t.last_assignee = Some(agent.into());
+        t.last_served_at = Some(now);
         t.first_response_due = None;
         t.waiting_since = None;
         t.next_response_due = None;
@@ -364,11 +409,13 @@ impl TicketService {
                 detail["previous"] = serde_json::json!(t.assignee);
                 t.assignee = Some(agent.into());
                 t.assigned_at = Some(now);
+                t.last_assignee = Some(agent.into());
+                t.last_served_at = Some(now);
                 if from == TicketStatus::PendingCustomer {
                     // Still waiting on the shopper: a new owner does not restart the clocks.
                     t.status = from.as_str().into();
+                    detail["to"] = serde_json::json!(from);
                 }
-                store::touch_assigned(conn, agent, now).await?;
             }
             Action::Unassign => {
                 detail["previous"] = serde_json::json!(t.assignee);
@@ -412,6 +459,9 @@ impl TicketService {
             Action::CustomerWrote => "appended",
         };
         self.write(conn, &t, actor, kind, detail).await?;
+        if let (Action::Assign, Some(agent)) = (action, assignee) {
+            store::touch_assigned(conn, agent, now).await?;
+        }
         t.version += 1;
         Ok(t)
     }
@@ -434,31 +484,23 @@ impl TicketService {
         .await
     }
 
-    /// Record the shopper's satisfaction rating, once per ticket. False if already rated.
+    /// Record the shopper's satisfaction rating, once per ticket, while it is resolved or
+    /// closed. False if it was rated already or is open again.
     pub async fn record_csat(
         &self,
         conn: &mut AnyConnection,
         ticket: &Ticket,
         rating: &str,
     ) -> Result<bool, TicketError> {
-        if ticket.csat.is_some() {
-            return Ok(false);
-        }
-        let now = self.clock.now_ms();
-        let mut t = ticket.clone();
-        t.csat = Some(rating.into());
-        t.csat_agent = t.assignee.clone();
-        t.csat_at = Some(now);
-        // `save` checks the version: of two clicks racing, one is recorded.
-        if !store::save(conn, &t).await? {
+        if !store::set_csat(conn, &ticket.id, rating, self.clock.now_ms()).await? {
             return Ok(false);
         }
         self.event(
             conn,
-            &t.id,
+            &ticket.id,
             "customer",
             "csat",
-            serde_json::json!({"rating": rating, "agent": t.assignee}),
+            serde_json::json!({"rating": rating, "agent": ticket.assignee}),
         )
         .await?;
         Ok(true)
@@ -478,9 +520,6 @@ impl TicketService {
         t.waiting_since = None;
         t.next_response_due = None;
         t.resolution_due = self.settings.sla.due(priority, Target::Resolution, now);
-        t.csat = None;
-        t.csat_agent = None;
-        t.csat_at = None;
         t.updated_at = now;
     }
 
@@ -535,9 +574,7 @@ impl TicketService {
             e => TicketError::Db(e),
         })?;
         if !saved {
-            return Err(TicketError::Conflict(
-                "the ticket was changed meanwhile; reload it".into(),
-            ));
+            return Err(TicketError::Stale);
         }
         self.event(conn, &t.id, actor, kind, detail).await
     }

@@ -87,11 +87,18 @@ pub fn choose<'a>(
     agents: &'a [Agent],
     loads: &HashMap<String, i64>,
     previous: Option<&str>,
+    now_ms: i64,
 ) -> Option<&'a Agent> {
     let load = |a: &Agent| loads.get(&a.servicer_userid).copied().unwrap_or(0);
+    // The agent who let this ticket go idle is passed over for a while.
+    let passed_over = |a: &Agent| {
+        ticket.idle_agent.as_deref() == Some(a.servicer_userid.as_str())
+            && ticket.idle_until.is_some_and(|until| now_ms < until)
+    };
     let eligible: Vec<&Agent> = agents
         .iter()
         .filter(|a| a.active && a.works(&ticket.grp))
+        .filter(|a| !passed_over(a))
         .filter(|a| a.on_duty)
         .filter(|a| load(a) < a.capacity)
         .collect();
@@ -145,7 +152,7 @@ impl TicketService {
                 now - RETURNING_CUSTOMER_MS,
             )
             .await?;
-            let Some(agent) = choose(&ticket, &agents, &loads, previous.as_deref()) else {
+            let Some(agent) = choose(&ticket, &agents, &loads, previous.as_deref(), now) else {
                 continue;
             };
             let agent_id = agent.servicer_userid.clone();
@@ -164,7 +171,7 @@ impl TicketService {
                     });
                 }
                 // Changed since it was read (a person assigned or resolved it): skip it.
-                Err(TicketError::Conflict(_)) => continue,
+                Err(TicketError::Conflict(_) | TicketError::Stale) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -206,6 +213,10 @@ mod tests {
             tier_reasons: "[]".into(),
             assignee: None,
             assigned_at: None,
+            last_assignee: None,
+            last_served_at: None,
+            idle_agent: None,
+            idle_until: None,
             opened_at: 0,
             updated_at: 0,
             last_message: None,
@@ -239,14 +250,14 @@ mod tests {
         let loads = HashMap::from([("s".to_string(), 1)]);
         // Least loaded (a, b at 0), tie to the least recently assigned: b.
         assert_eq!(
-            choose(&normal, &agents, &loads, None)
+            choose(&normal, &agents, &loads, None, 0)
                 .unwrap()
                 .servicer_userid,
             "b"
         );
         // A returning customer goes back to their agent while eligible.
         assert_eq!(
-            choose(&normal, &agents, &loads, Some("a"))
+            choose(&normal, &agents, &loads, Some("a"), 0)
                 .unwrap()
                 .servicer_userid,
             "a"
@@ -254,21 +265,43 @@ mod tests {
         // Urgent and VIP tickets go to the senior agent, though more loaded.
         let vip = ticket("service", Priority::High, CustomerTier::Vip);
         assert_eq!(
-            choose(&vip, &agents, &loads, None).unwrap().servicer_userid,
+            choose(&vip, &agents, &loads, None, 0)
+                .unwrap()
+                .servicer_userid,
             "s"
         );
         // At capacity, off duty, or the wrong group: not eligible.
         let full = HashMap::from([("s".to_string(), 2), ("a".to_string(), 2)]);
         assert_eq!(
-            choose(&vip, &agents, &full, None).unwrap().servicer_userid,
+            choose(&vip, &agents, &full, None, 0)
+                .unwrap()
+                .servicer_userid,
             "b"
         );
         agents[1].on_duty = false;
-        assert!(choose(&vip, &agents, &full, None).is_none());
+        assert!(choose(&vip, &agents, &full, None, 0).is_none());
         // A general ticket fits any group.
+        // An agent who let the ticket go idle is passed over until idle_until.
+        let mut idle = ticket("service", Priority::Normal, CustomerTier::Normal);
+        idle.idle_agent = Some("b".into());
+        idle.idle_until = Some(100);
+        agents[1].on_duty = true;
+        assert_eq!(
+            choose(&idle, &agents, &loads, None, 50)
+                .unwrap()
+                .servicer_userid,
+            "a"
+        );
+        assert_eq!(
+            choose(&idle, &agents, &loads, None, 100)
+                .unwrap()
+                .servicer_userid,
+            "b"
+        );
+        agents[1].on_duty = false;
         let general = ticket(GENERAL_GROUP, Priority::Normal, CustomerTier::New);
         assert_eq!(
-            choose(&general, &agents, &full, None)
+            choose(&general, &agents, &full, None, 0)
                 .unwrap()
                 .servicer_userid,
             "x"

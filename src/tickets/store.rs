@@ -6,7 +6,8 @@ use sqlx::{Any, AnyConnection, Executor};
 use super::model::{Ticket, TicketStatus};
 
 const COLUMNS: &str = "id, channel, account, external_userid, open_key, customer_name, status, \
-     reason, intent, grp, priority, tier, tier_reasons, assignee, assigned_at, opened_at, \
+     reason, intent, grp, priority, tier, tier_reasons, assignee, assigned_at, last_assignee, \
+     last_served_at, idle_agent, idle_until, opened_at, \
      updated_at, last_message, last_customer_at, last_agent_at, first_response_at, \
      sla_started_at, waiting_since, first_response_due, next_response_due, resolution_due, \
      paused_at, resolved_at, closed_at, csat, csat_agent, csat_at, version";
@@ -17,7 +18,7 @@ pub async fn insert(conn: &mut AnyConnection, t: &Ticket) -> sqlx::Result<()> {
     sqlx::query(&format!(
         "INSERT INTO tickets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
          $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
-         $29, $30, $31, $32, $33)"
+         $29, $30, $31, $32, $33, $34, $35, $36, $37)"
     ))
     .bind(&t.id)
     .bind(&t.channel)
@@ -34,6 +35,10 @@ pub async fn insert(conn: &mut AnyConnection, t: &Ticket) -> sqlx::Result<()> {
     .bind(&t.tier_reasons)
     .bind(&t.assignee)
     .bind(t.assigned_at)
+    .bind(&t.last_assignee)
+    .bind(t.last_served_at)
+    .bind(&t.idle_agent)
+    .bind(t.idle_until)
     .bind(t.opened_at)
     .bind(t.updated_at)
     .bind(&t.last_message)
@@ -67,7 +72,8 @@ pub async fn save(conn: &mut AnyConnection, t: &Ticket) -> sqlx::Result<bool> {
          first_response_at = $13, sla_started_at = $14, waiting_since = $15, \
          first_response_due = $16, next_response_due = $17, resolution_due = $18, \
          paused_at = $19, resolved_at = $20, closed_at = $21, csat = $22, csat_agent = $23, \
-         csat_at = $24, version = version + 1 WHERE id = $25 AND version = $26",
+         csat_at = $24, last_assignee = $25, last_served_at = $26, idle_agent = $27, \
+         idle_until = $28, version = version + 1 WHERE id = $29 AND version = $30",
     )
     .bind(&t.open_key)
     .bind(&t.customer_name)
@@ -93,6 +99,10 @@ pub async fn save(conn: &mut AnyConnection, t: &Ticket) -> sqlx::Result<bool> {
     .bind(&t.csat)
     .bind(&t.csat_agent)
     .bind(t.csat_at)
+    .bind(&t.last_assignee)
+    .bind(t.last_served_at)
+    .bind(&t.idle_agent)
+    .bind(t.idle_until)
     .bind(&t.id)
     .bind(t.version)
     .execute(conn)
@@ -155,6 +165,8 @@ pub struct Filter {
     pub breached: Option<bool>,
     pub external_userid: Option<String>,
     pub limit: i64,
+    /// Newest first instead of most urgent first (a customer's history).
+    pub newest_first: bool,
 }
 
 /// Tickets matching `f`, most urgent first: priority, then the earliest due time, then age.
@@ -172,14 +184,18 @@ pub async fn list<'e>(
         .map(|c| format!("t.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ");
+    let order = if f.newest_first {
+        "t.opened_at DESC, t.id DESC"
+    } else {
+        "t.priority, COALESCE(t.first_response_due, t.next_response_due, t.resolution_due), \
+         t.opened_at, t.id"
+    };
     // Unset filters bind NULL and match everything: one statement, every value bound.
     sqlx::query_as(&format!(
         "SELECT {columns} FROM tickets t WHERE ($1 IS NULL OR t.status = $1) \
          AND ($2 IS NULL OR t.grp = $2) AND ($3 IS NULL OR t.priority = $3) \
          AND ($4 IS NULL OR t.tier = $4) AND ($5 IS NULL OR t.assignee = $5) \
-         AND ($6 IS NULL OR t.external_userid = $6){breached} \
-         ORDER BY t.priority, COALESCE(t.first_response_due, t.next_response_due, t.resolution_due), \
-         t.opened_at, t.id LIMIT $7"
+         AND ($6 IS NULL OR t.external_userid = $6){breached} ORDER BY {order} LIMIT $7"
     ))
     .bind(&f.status)
     .bind(&f.group)
@@ -245,7 +261,7 @@ pub async fn resolved_before(
     .await
 }
 
-/// The agent who last had a ticket of this customer assigned at or after `since_ms`.
+/// The agent who last served this customer (assigned or replied) at or after `since_ms`.
 pub async fn recent_agent(
     conn: &mut AnyConnection,
     channel: &str,
@@ -254,9 +270,9 @@ pub async fn recent_agent(
     since_ms: i64,
 ) -> sqlx::Result<Option<String>> {
     let row: Option<(Option<String>,)> = sqlx::query_as(
-        "SELECT assignee FROM tickets WHERE channel = $1 AND account = $2 \
-         AND external_userid = $3 AND assignee IS NOT NULL AND assigned_at >= $4 \
-         ORDER BY assigned_at DESC LIMIT 1",
+        "SELECT last_assignee FROM tickets WHERE channel = $1 AND account = $2 \
+         AND external_userid = $3 AND last_assignee IS NOT NULL AND last_served_at >= $4 \
+         ORDER BY last_served_at DESC LIMIT 1",
     )
     .bind(channel)
     .bind(account)
@@ -265,6 +281,51 @@ pub async fn recent_agent(
     .fetch_optional(conn)
     .await?;
     Ok(row.and_then(|r| r.0))
+}
+
+/// The kf accounts of queued tickets, sorted: the order their locks are taken in.
+pub async fn queued_accounts(conn: &mut AnyConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT account FROM tickets WHERE status = $1 AND channel = 'kf' ORDER BY account",
+    )
+    .bind(TicketStatus::Queued.as_str())
+    .fetch_all(conn)
+    .await
+}
+
+/// Record the shopper's rating once, while the ticket is resolved or closed, against its
+/// agent. False when it was rated already (or is open again).
+pub async fn set_csat(
+    conn: &mut AnyConnection,
+    id: &str,
+    rating: &str,
+    now_ms: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE tickets SET csat = $1, csat_agent = assignee, csat_at = $2, version = version + 1 \
+         WHERE id = $3 AND csat IS NULL AND status IN ($4, $5)",
+    )
+    .bind(rating)
+    .bind(now_ms)
+    .bind(id)
+    .bind(TicketStatus::Resolved.as_str())
+    .bind(TicketStatus::Closed.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
+/// Assigned tickets of `agent` the agent has not answered since being assigned.
+pub async fn unanswered_of(conn: &mut AnyConnection, agent: &str) -> sqlx::Result<Vec<Ticket>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tickets WHERE status = $1 AND assignee = $2 \
+         AND (last_agent_at IS NULL OR last_agent_at < assigned_at)"
+    ))
+    .bind(TicketStatus::Assigned.as_str())
+    .bind(agent)
+    .fetch_all(conn)
+    .await
 }
 
 /// Open tickets held by each agent.

@@ -51,10 +51,12 @@ impl TicketService {
         let mut out = Vec::new();
         for t in store::running_clocks(&mut *conn).await? {
             for (target, start, due) in Self::clocks(&t) {
-                let total = cal.business_ms_between(start, due);
-                let spent = cal.business_ms_between(start, now);
+                // What is left against the whole target: a pause moves the due time but does
+                // not count against the target.
+                let total = self.settings().sla.policy(t.priority()).minutes(target) * 60_000;
+                let left = cal.business_ms_between(now, due);
                 let breach = now >= due;
-                let warn = breach || (total > 0 && spent as f64 >= WARN_AT * total as f64);
+                let warn = breach || (total > 0 && left as f64 <= (1.0 - WARN_AT) * total as f64);
                 let kinds: &[(&str, bool)] = match (warn, breach) {
                     (_, true) => &[("warning", false), ("breach", true)],
                     (true, false) => &[("warning", false)],
@@ -102,10 +104,14 @@ impl TicketService {
     pub async fn requeue_idle(&self, conn: &mut AnyConnection) -> Result<Vec<Ticket>, TicketError> {
         let before = self.now_ms() - self.settings().assignment_timeout_ms;
         let mut out = Vec::new();
-        for t in store::idle_assignments(conn, before).await? {
+        let now = self.now_ms();
+        for mut t in store::idle_assignments(conn, before).await? {
+            // Passed over for this ticket for a while, so it goes to someone else.
+            t.idle_agent = t.assignee.clone();
+            t.idle_until = Some(now + self.settings().assignment_timeout_ms);
             match self.act(conn, &t, Action::Unassign, "kefu", None).await {
                 Ok(t) => out.push(t),
-                Err(TicketError::Conflict(_)) => {} // changed meanwhile
+                Err(TicketError::Conflict(_) | TicketError::Stale) => {} // changed meanwhile
                 Err(e) => return Err(e),
             }
         }
@@ -119,7 +125,7 @@ impl TicketService {
         for t in store::resolved_before(conn, before).await? {
             match self.act(conn, &t, Action::Close, "kefu", None).await {
                 Ok(_) => closed += 1,
-                Err(TicketError::Conflict(_)) => {}
+                Err(TicketError::Conflict(_) | TicketError::Stale) => {}
                 Err(e) => return Err(e),
             }
         }

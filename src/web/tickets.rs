@@ -115,6 +115,10 @@ fn ticket_error(e: TicketError) -> WebError {
             message,
             status: None,
         },
+        e @ TicketError::Stale => WebError::Conflict {
+            message: e.to_string(),
+            status: None,
+        },
         TicketError::Db(e) => store_error(e),
     }
 }
@@ -207,6 +211,7 @@ async fn list(
         breached,
         external_userid: empty(q.customer),
         limit,
+        newest_first: false,
     };
     let tickets = ticket_store::list(state.store.pool(), &filter)
         .await
@@ -266,6 +271,8 @@ struct ActionBody {
     actor: Option<String>,
     /// `assign`: the agent.
     agent: Option<String>,
+    /// `assign`: give the ticket to an agent who is off duty or at capacity all the same.
+    force: bool,
     /// `note`, `reply`: the text.
     text: Option<String>,
 }
@@ -284,40 +291,80 @@ fn field(v: Option<String>, name: &'static str, max: usize) -> Result<String, We
     }
 }
 
+/// WeCom takes at most 2048 bytes of text in one message.
+const MAX_REPLY_BYTES: usize = 2048;
+
 /// `POST /api/tickets/{id}/{assign|resolve|close|reopen|pending|note|reply}`.
 async fn act(
     _: Admin,
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
-    body: Option<Json<ActionBody>>,
+    body: Result<Option<Json<ActionBody>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, WebError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = body
+        .map_err(|e| WebError::BadField {
+            field: "body",
+            message: format!("expected a JSON object: {}", e.body_text()),
+        })?
+        .map(|Json(b)| b)
+        .unwrap_or_default();
     let actor = match body.actor {
         Some(a) => field(Some(a), "actor", 64)?,
         None => "admin".to_string(),
     };
+    let pool = state.store.pool();
+    // An unknown ticket is 404 whatever else is wrong with the request.
+    let current = ticket_store::get(pool, &id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
     let kf = state.kf.as_ref();
-    let tickets = &state.tickets;
+    let agents: Vec<Agent> = ticket_store::agents(pool)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(Agent::from)
+        .collect();
     let action = match action.as_str() {
         "assign" => {
-            let agent = field(body.agent, "agent", 64)?;
-            let known = ticket_store::agents(state.store.pool())
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .any(|a| a.servicer_userid == agent && a.active != 0);
-            if !known {
+            let agent_id = field(body.agent, "agent", 64)?;
+            let Some(agent) = agents
+                .iter()
+                .find(|a| a.servicer_userid == agent_id && a.active)
+            else {
                 return Err(WebError::BadField {
                     field: "agent",
-                    message: format!("no agent {agent:?}"),
+                    message: format!("no agent {agent_id:?}"),
                 });
+            };
+            if !body.force && current.assignee.as_deref() != Some(agent_id.as_str()) {
+                let mut conn = pool.acquire().await.map_err(store_error)?;
+                let load = ticket_store::loads(&mut conn)
+                    .await
+                    .map_err(store_error)?
+                    .into_iter()
+                    .find(|(a, _)| *a == agent_id)
+                    .map_or(0, |(_, n)| n);
+                if !agent.on_duty || load >= agent.capacity {
+                    return Err(WebError::Conflict {
+                        message: format!(
+                            "{agent_id} is {}; send \"force\": true to assign all the same",
+                            if agent.on_duty {
+                                "at capacity"
+                            } else {
+                                "off duty"
+                            }
+                        ),
+                        status: None,
+                    });
+                }
             }
             let t = match kf {
                 Some(kf) => kf
-                    .assign_ticket(&id, &agent, &actor)
+                    .assign_ticket(&id, &agent_id, &actor)
                     .await
                     .map_err(kf_error)?,
-                None => plain(&state, &id, Action::Assign, &actor, Some(&agent)).await?,
+                None => plain(&state, &id, Action::Assign, &actor, Some(&agent_id)).await?,
             };
             return Ok(Json(ticket_json(&t)).into_response());
         }
@@ -329,14 +376,29 @@ async fn act(
             return Ok(Json(ticket_json(&t)).into_response());
         }
         "reply" => {
-            let text = field(body.text, "text", 2000)?;
+            let text = field(body.text, "text", MAX_REPLY_BYTES)?;
+            if text.len() > MAX_REPLY_BYTES {
+                return Err(WebError::BadField {
+                    field: "text",
+                    message: format!("WeCom takes at most {MAX_REPLY_BYTES} bytes of text"),
+                });
+            }
+            if !agents
+                .iter()
+                .any(|a| a.servicer_userid == actor && a.active)
+            {
+                return Err(WebError::BadField {
+                    field: "actor",
+                    message: format!("a reply is sent by an agent; no agent {actor:?}"),
+                });
+            }
             let Some(kf) = kf else {
                 return Err(WebError::Conflict {
                     message: "replies need WeCom Customer Service ([wecom] secret)".into(),
                     status: None,
                 });
             };
-            if tickets.settings().agents_reply_in != crate::tickets::ReplyMode::Console {
+            if state.tickets.settings().agents_reply_in != crate::tickets::ReplyMode::Console {
                 return Err(WebError::Conflict {
                     message: "agents answer in the WeCom app (agents_reply_in = \"wecom\")".into(),
                     status: None,
@@ -350,31 +412,35 @@ async fn act(
         }
         "note" => {
             let text = field(body.text, "text", 4000)?;
-            let mut tx = state.store.pool().begin().await.map_err(store_error)?;
-            let t = ticket_store::get(&mut *tx, &id)
+            let mut tx = pool.begin().await.map_err(store_error)?;
+            ticket_store::take_routing_turn(&mut tx)
                 .await
-                .map_err(store_error)?
-                .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
-            tickets
-                .note(&mut tx, &t, &actor, &text)
+                .map_err(store_error)?;
+            state
+                .tickets
+                .note(&mut tx, &current, &actor, &text)
                 .await
                 .map_err(ticket_error)?;
             tx.commit().await.map_err(store_error)?;
-            return Ok(Json(ticket_json(&t)).into_response());
+            return Ok(Json(ticket_json(&current)).into_response());
         }
         "close" => Action::Close,
         "reopen" => Action::Reopen,
         "pending" => Action::WaitForCustomer,
         other => return Err(WebError::NotFound(format!("no ticket action {other:?}"))),
     };
-    let t = plain(&state, &id, action, &actor, None).await?;
-    if let Some(kf) = kf {
-        kf.tickets_changed();
-    }
+    let t = match kf {
+        Some(kf) => kf
+            .act_on_ticket(&id, action, &actor)
+            .await
+            .map_err(kf_error)?,
+        None => plain(&state, &id, action, &actor, None).await?,
+    };
     Ok(Json(ticket_json(&t)).into_response())
 }
 
-/// A lifecycle action that tells WeCom nothing, in its own transaction (routing turn first).
+/// A lifecycle action without WeCom (no `[wecom] secret`), in its own transaction (routing
+/// turn first).
 async fn plain(
     state: &AppState,
     id: &str,
@@ -443,7 +509,18 @@ async fn save_agent(
         message: format!("expected a JSON agent: {}", e.body_text()),
     })?;
     let id = field(b.servicer_userid, "servicer_userid", 64)?;
-    let groups = b.groups.unwrap_or_default();
+    // Fields left out keep their current values; a new agent gets the defaults.
+    let existing = ticket_store::agents(state.store.pool())
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(Agent::from)
+        .find(|a| a.servicer_userid == id);
+    let groups = match (b.groups, &existing) {
+        (Some(g), _) => g,
+        (None, Some(e)) => e.groups.clone(),
+        (None, None) => Vec::new(),
+    };
     if let Some(g) = groups
         .iter()
         .find(|g| !known_group(g) || *g == GENERAL_GROUP)
@@ -453,34 +530,48 @@ async fn save_agent(
             message: format!("unknown skill group {g:?}"),
         });
     }
-    let capacity = b.capacity.unwrap_or(5);
+    let capacity = b
+        .capacity
+        .or(existing.as_ref().map(|e| e.capacity))
+        .unwrap_or(5);
     if !(1..=100).contains(&capacity) {
         return Err(WebError::BadField {
             field: "capacity",
             message: "must be between 1 and 100".into(),
         });
     }
+    let set_duty = b.on_duty.is_some() || existing.is_none();
     let agent = Agent {
         name: b
             .name
             .filter(|n| !n.trim().is_empty())
+            .or(existing.as_ref().map(|e| e.name.clone()))
             .unwrap_or_else(|| id.clone()),
         servicer_userid: id,
         groups,
         capacity,
-        senior: b.senior.unwrap_or(false),
-        on_duty: b.on_duty.unwrap_or(true),
-        active: b.active.unwrap_or(true),
-        last_assigned_at: None,
+        senior: b
+            .senior
+            .or(existing.as_ref().map(|e| e.senior))
+            .unwrap_or(false),
+        on_duty: b
+            .on_duty
+            .or(existing.as_ref().map(|e| e.on_duty))
+            .unwrap_or(true),
+        active: b
+            .active
+            .or(existing.as_ref().map(|e| e.active))
+            .unwrap_or(true),
+        last_assigned_at: existing.as_ref().and_then(|e| e.last_assigned_at),
     };
     match &state.kf {
-        Some(kf) => kf.save_agent(&agent).await.map_err(kf_error)?,
+        Some(kf) => kf.save_agent(&agent, set_duty).await.map_err(kf_error)?,
         None => {
             let mut tx = state.store.pool().begin().await.map_err(store_error)?;
             ticket_store::take_routing_turn(&mut tx)
                 .await
                 .map_err(store_error)?;
-            ticket_store::upsert_agent(&mut tx, &agent.to_row(state.clock.now_ms()), true)
+            ticket_store::upsert_agent(&mut tx, &agent.to_row(state.clock.now_ms()), set_duty)
                 .await
                 .map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;

@@ -247,7 +247,57 @@ async fn warnings_and_breaches_are_recorded_once_by_two_replicas(db: Db) {
     let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "sla_warning").count(), 1);
     assert_eq!(kinds.iter().filter(|k| **k == "sla_breach").count(), 1);
-    // The breached filter finds it.
+    // A second ticket, paused for an hour after 10 minutes: the pause does not count
+    // against its target, so the warning waits for 80% of the time actually spent.
+    clock.set_secs(ms("2026-12-02T02:00:00Z") / 1000);
+    let p = open(&rs[0], "wm-paused", "tracking", CustomerTier::Normal).await;
+    add_agent(&rs[0], "a1", &["logistics"], 5).await;
+    act(&rs[0], &p.id, Action::Assign, Some("a1"))
+        .await
+        .unwrap();
+    clock.set_secs(ms("2026-12-02T02:10:00Z") / 1000);
+    act(&rs[0], &p.id, Action::WaitForCustomer, None)
+        .await
+        .unwrap();
+    clock.set_secs(ms("2026-12-02T03:10:00Z") / 1000);
+    let standing = standing(CustomerTier::Normal);
+    let mut tx = rs[0].store.pool().begin().await.unwrap();
+    rs[0]
+        .tickets
+        .append(
+            &mut tx,
+            &Incoming {
+                channel: "kf",
+                account: "wk1",
+                external_userid: "wm-paused",
+                customer_name: None,
+                msgid: "m-paused-back",
+                content: "在吗",
+                intent: "unknown",
+                confidence: None,
+                at_ms: clock.now_ms(),
+                standing: &standing,
+            },
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // 20 minutes were left: due 11:30. At 11:12 (18 left) nothing; at 11:25 (5 left) a
+    // warning.
+    assert_eq!(
+        reload(&rs[0], &p.id).await.first_response_due,
+        Some(ms("2026-12-02T03:30:00Z"))
+    );
+    clock.set_secs(ms("2026-12-02T03:12:00Z") / 1000);
+    assert!(check(&rs[0]).await.iter().all(|m| m.ticket_id != p.id));
+    clock.set_secs(ms("2026-12-02T03:25:00Z") / 1000);
+    let marks = check(&rs[0]).await;
+    assert!(
+        marks.iter().any(|m| m.ticket_id == p.id && !m.breach),
+        "{marks:?}"
+    );
+
+    // The breached filter finds the first.
     let filter = ticket_store::Filter {
         breached: Some(true),
         limit: 10,
@@ -332,6 +382,18 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
     assert!(history
         .iter()
         .any(|e| e.kind == "unassigned" && e.actor == "kefu"));
+    // The idle agent is passed over for it: another agent takes it.
+    add_agent(r, "a2", &["logistics"], 5).await;
+    let mut tx = r.store.pool().begin().await.unwrap();
+    let assigned = r.tickets.route(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(assigned.len(), 1);
+    assert_eq!(
+        assigned[0].agent, "a2",
+        "not straight back to the idle agent"
+    );
+    act(r, &t.id, Action::Unassign, None).await.unwrap();
+    let t = reload(r, &t.id).await;
 
     // Forbidden moves change nothing.
     let err = act(r, &t.id, Action::Reopen, None).await.unwrap_err();
@@ -344,6 +406,38 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
     let again = open(r, "wm-idle", "tracking", CustomerTier::Normal).await;
     assert_eq!(again.id, t.id, "reopened, not a new ticket");
     assert_eq!(again.status(), TicketStatus::Queued);
+    // A rating is taken only for a resolved ticket.
+    let mut tx = r.store.pool().begin().await.unwrap();
+    assert!(!r
+        .tickets
+        .record_csat(&mut tx, &again, "good")
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    // Routed, resolved, and back an hour later: it goes to the agent who served it.
+    let mut tx = r.store.pool().begin().await.unwrap();
+    let assigned = r.tickets.route(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(assigned.len(), 1);
+    let served_by = assigned[0].agent.clone();
+    act(r, &t.id, Action::Resolve, None).await.unwrap();
+    clock.set_secs(clock.now_secs() + 3600);
+    let back = open(r, "wm-idle", "tracking", CustomerTier::Normal).await;
+    assert_eq!(back.id, t.id);
+    // Make the other agent the less loaded, least recently assigned choice.
+    let other = if served_by == "a1" { "a2" } else { "a1" };
+    let busy = open(r, "wm-busy", "tracking", CustomerTier::Normal).await;
+    act(r, &busy.id, Action::Assign, Some(&served_by))
+        .await
+        .unwrap();
+    let mut tx = r.store.pool().begin().await.unwrap();
+    let assigned = r.tickets.route(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(assigned.len(), 1);
+    assert_eq!(
+        assigned[0].agent, served_by,
+        "back to the agent who served them an hour ago, not {other}, though busier"
+    );
     // Resolved once more; eight days later a message opens a new ticket.
     act(r, &t.id, Action::Resolve, None).await.unwrap();
     clock.set_secs(clock.now_secs() + 8 * 86_400);

@@ -10,9 +10,10 @@
 //! - WeCom's reports: an agent's message from the WeCom app, a session taken or ended, an
 //!   agent on or off duty.
 //!
-//! A transaction that changes tickets outside a pull starts by taking the routing turn, and
-//! on PostgreSQL the kf account's advisory lock before it writes to a chat's outbox, in
-//! that order (a pull holds only the account lock): rows of one chat keep their order.
+//! A transaction that changes tickets outside a pull takes the routing turn, then on
+//! PostgreSQL the advisory lock of every kf account whose tickets it writes, and only then
+//! reads and writes the tickets. A pull takes its account's lock and then writes tickets,
+//! so the two wait for each other in one order only, and a chat's outbox rows keep theirs.
 
 use serde::Serialize;
 use serde_json::json;
@@ -100,20 +101,48 @@ impl KfService {
     }
 
     /// Add or change an agent (the API); routing runs again.
-    pub async fn save_agent(&self, agent: &Agent) -> Result<(), KfError> {
+    /// `set_duty`: also record `agent.on_duty` (else WeCom's last word on it stays).
+    pub async fn save_agent(&self, agent: &Agent, set_duty: bool) -> Result<(), KfError> {
         let mut tx = self.ticket_tx().await?;
-        ticket_store::upsert_agent(&mut tx, &agent.to_row(self.clock.now_ms()), true).await?;
+        ticket_store::upsert_agent(&mut tx, &agent.to_row(self.clock.now_ms()), set_duty).await?;
         tx.commit().await?;
         self.tickets_changed();
         Ok(())
     }
 
-    /// Route, then watch: one transaction each, so a failing watch does not hold routing.
+    /// Watch, then route: one transaction each, so a failing watch does not hold routing.
     pub async fn ticket_pass(&self) -> Result<TicketWork, KfError> {
         let mut work = TicketWork::default();
+        if let Err(e) = self.watch_tickets(&mut work).await {
+            tracing::warn!(error = %e, "ticket watch failed; routing goes on");
+        }
         let mut tx = self.ticket_tx().await?;
-        let requeued = self.tickets.requeue_idle(&mut tx).await?;
-        work.requeued = requeued.len();
+        // A pull holds its account's lock and then writes tickets: take the locks of every
+        // account routing may write to first, in one order, so neither waits on the other.
+        for account in ticket_store::queued_accounts(&mut tx).await? {
+            self.lock_chat(&mut tx, &account).await?;
+        }
+        let assigned = self.tickets.route(&mut tx).await?;
+        for a in &assigned {
+            if self.tickets.settings().agents_reply_in == ReplyMode::Wecom
+                && a.ticket.channel == "kf"
+            {
+                self.move_to_agent(&mut tx, &a.ticket, &a.agent).await?;
+            }
+        }
+        tx.commit().await?;
+        work.assigned = assigned.len();
+        if !assigned.is_empty() {
+            self.outbox_ready.notify_one();
+        }
+        Ok(work)
+    }
+
+    /// Idle assignments back to the queue, old resolved tickets closed, SLA marks recorded
+    /// and breaches alerted.
+    async fn watch_tickets(&self, work: &mut TicketWork) -> Result<(), KfError> {
+        let mut tx = self.ticket_tx().await?;
+        work.requeued = self.tickets.requeue_idle(&mut tx).await?.len();
         work.closed = self.tickets.close_expired(&mut tx).await?;
         let marks = self.tickets.check_sla(&mut tx).await?;
         let mut lines = Vec::new();
@@ -139,38 +168,33 @@ impl KfService {
         )
         .await?;
         tx.commit().await?;
-
-        let mut tx = self.ticket_tx().await?;
-        let assigned = self.tickets.route(&mut tx).await?;
-        for a in &assigned {
-            if self.tickets.settings().agents_reply_in == ReplyMode::Wecom
-                && a.ticket.channel == "kf"
-            {
-                self.move_to_agent(&mut tx, &a.ticket, &a.agent).await?;
-            }
-        }
-        tx.commit().await?;
-        work.assigned = assigned.len();
-        if !assigned.is_empty() {
-            self.outbox_ready.notify_one();
-        }
-        Ok(work)
+        Ok(())
     }
 
-    /// In `wecom` mode: the session goes to the agent (state 3), who answers in WeCom.
+    /// In `wecom` mode: the session goes to the agent (state 3), who answers in WeCom. The
+    /// caller holds the account's lock.
     async fn move_to_agent(
         &self,
         tx: &mut Transaction<'static, Any>,
         t: &Ticket,
         agent: &str,
     ) -> Result<(), KfError> {
-        self.lock_chat(tx, &t.account).await?;
+        self.move_session(tx, t, SessionState::Agent, agent).await
+    }
+
+    async fn move_session(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        t: &Ticket,
+        state: SessionState,
+        agent: &str,
+    ) -> Result<(), KfError> {
         let (kfid, customer) = (
             OpenKfId::from(t.account.as_str()),
             ExternalUserId::from(t.external_userid.as_str()),
         );
         let trans = json!({"open_kfid": kfid, "external_userid": customer,
-                           "service_state": SessionState::Agent.as_i64(), "servicer_userid": agent});
+                           "service_state": state.as_i64(), "servicer_userid": agent});
         self.enqueue(
             tx,
             OutboxApi::ServiceStateTrans,
@@ -179,16 +203,44 @@ impl KfService {
             Some((&kfid, &customer)),
         )
         .await?;
-        kf_store::set_session(
-            tx,
-            &kfid,
-            &customer,
-            SessionState::Agent,
-            Some(agent),
-            self.clock.now_ms(),
-        )
-        .await?;
+        let servicer = (!agent.is_empty()).then_some(agent);
+        kf_store::set_session(tx, &kfid, &customer, state, servicer, self.clock.now_ms()).await?;
         Ok(())
+    }
+
+    /// A transaction on one ticket: the routing turn, then (PostgreSQL) its kf account's
+    /// lock, then the ticket as it stands now. Pulls take the account lock first too, so the
+    /// two never wait on each other in a circle.
+    pub async fn ticket_tx_for(
+        &self,
+        id: &str,
+    ) -> Result<(Transaction<'static, Any>, Ticket), KfError> {
+        let mut tx = self.ticket_tx().await?;
+        let t = ticket_store::get(&mut *tx, id)
+            .await?
+            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        if t.channel == "kf" {
+            self.lock_chat(&mut tx, &t.account).await?;
+        }
+        // Read again under the lock: a pull may have changed it meanwhile.
+        let t = ticket_store::get(&mut *tx, id)
+            .await?
+            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        Ok((tx, t))
+    }
+
+    /// A lifecycle action that sends nothing (close, reopen, pending), or a note.
+    pub async fn act_on_ticket(
+        &self,
+        id: &str,
+        action: Action,
+        actor: &str,
+    ) -> Result<Ticket, KfError> {
+        let (mut tx, t) = self.ticket_tx_for(id).await?;
+        let t = self.tickets.act(&mut tx, &t, action, actor, None).await?;
+        tx.commit().await?;
+        self.tickets_changed();
+        Ok(t)
     }
 
     /// Assign a ticket to an agent by hand (`actor`: who did it).
@@ -198,10 +250,7 @@ impl KfService {
         agent: &str,
         actor: &str,
     ) -> Result<Ticket, KfError> {
-        let mut tx = self.ticket_tx().await?;
-        let t = ticket_store::get(&mut *tx, id)
-            .await?
-            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        let (mut tx, t) = self.ticket_tx_for(id).await?;
         let t = self
             .tickets
             .act(&mut tx, &t, Action::Assign, actor, Some(agent))
@@ -214,34 +263,48 @@ impl KfService {
         Ok(t)
     }
 
-    /// Resolve a ticket; the shopper gets the satisfaction survey (console mode, where kefu
-    /// can still write to them, and unless turned off).
+    /// Resolve a ticket. Console mode: the shopper gets the satisfaction survey while WeCom
+    /// still takes messages for them (unless turned off). Wecom mode: the session with the
+    /// agent ends, so the shopper's next message comes back to kefu (and reopens the ticket
+    /// within the window).
     pub async fn resolve_ticket(&self, id: &str, actor: &str) -> Result<Ticket, KfError> {
-        let mut tx = self.ticket_tx().await?;
-        let t = ticket_store::get(&mut *tx, id)
-            .await?
-            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        let (mut tx, t) = self.ticket_tx_for(id).await?;
         let t = self
             .tickets
             .act(&mut tx, &t, Action::Resolve, actor, None)
             .await?;
         let settings = self.tickets.settings();
-        if settings.csat && settings.agents_reply_in == ReplyMode::Console && t.channel == "kf" {
+        if t.channel == "kf" {
             let (kfid, customer) = (
                 OpenKfId::from(t.account.as_str()),
                 ExternalUserId::from(t.external_userid.as_str()),
             );
-            if self.quota_left(&mut tx, &kfid, &customer).await? > 0 {
-                self.lock_chat(&mut tx, &t.account).await?;
-                let body = bodies::csat(&t.id, &customer, &kfid, None);
-                self.enqueue(
-                    &mut tx,
-                    OutboxApi::SendMsg,
-                    body,
-                    None,
-                    Some((&kfid, &customer)),
-                )
-                .await?;
+            let state = kf_store::session_state(&mut tx, &kfid, &customer).await?;
+            match settings.agents_reply_in {
+                ReplyMode::Console => {
+                    let writable =
+                        matches!(state, None | Some(SessionState::New | SessionState::Bot));
+                    if settings.csat
+                        && writable
+                        && self.quota_left(&mut tx, &kfid, &customer).await? > 0
+                    {
+                        let body = bodies::csat(&t.id, &customer, &kfid, None);
+                        self.enqueue(
+                            &mut tx,
+                            OutboxApi::SendMsg,
+                            body,
+                            None,
+                            Some((&kfid, &customer)),
+                        )
+                        .await?;
+                    }
+                }
+                ReplyMode::Wecom => {
+                    if state == Some(SessionState::Agent) {
+                        self.move_session(&mut tx, &t, SessionState::Ended, "")
+                            .await?;
+                    }
+                }
             }
         }
         tx.commit().await?;
@@ -251,18 +314,15 @@ impl KfService {
     }
 
     /// An agent's reply from the console (console mode): queued for `send_msg`, counted as
-    /// the agent's response. Refused while WeCom would refuse it (no quota left, or the
-    /// session is with a person in WeCom).
+    /// the agent's response. A queued ticket is claimed by the agent who answers it. Refused
+    /// while WeCom would refuse it (no quota left, or the session is with a person in WeCom).
     pub async fn reply_to_ticket(
         &self,
         id: &str,
         agent: &str,
         text: &str,
     ) -> Result<ReplyOutcome, KfError> {
-        let mut tx = self.ticket_tx().await?;
-        let t = ticket_store::get(&mut *tx, id)
-            .await?
-            .ok_or_else(|| TicketError::NotFound(id.into()))?;
+        let (mut tx, t) = self.ticket_tx_for(id).await?;
         if !t.status().is_open() {
             return Err(TicketError::Forbidden {
                 action: "reply to",
@@ -294,7 +354,13 @@ impl KfService {
             )
             .into());
         }
-        self.lock_chat(&mut tx, &t.account).await?;
+        let t = if t.assignee.is_none() {
+            self.tickets
+                .act(&mut tx, &t, Action::Assign, agent, Some(agent))
+                .await?
+        } else {
+            t
+        };
         let body = bodies::text(text, &customer, &kfid);
         let outbox_id = self
             .enqueue_returning_id(&mut tx, OutboxApi::SendMsg, body, Some((&kfid, &customer)))
@@ -424,7 +490,8 @@ impl KfService {
         Ok(())
     }
 
-    /// An agent went on or off duty in WeCom; coming on duty wakes routing.
+    /// An agent went on or off duty in WeCom. Coming on duty wakes routing; going off duty
+    /// sends the tickets they have not answered yet back to the queue.
     pub(super) async fn agent_duty_changed(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -432,9 +499,22 @@ impl KfService {
         on_duty: bool,
     ) -> Result<(), KfError> {
         let known = ticket_store::set_on_duty(tx, servicer, on_duty, self.clock.now_ms()).await?;
-        if known && on_duty {
-            self.tickets_ready.notify_one();
+        if !known {
+            return Ok(());
         }
+        if !on_duty {
+            for t in ticket_store::unanswered_of(tx, servicer).await? {
+                match self
+                    .tickets
+                    .act(tx, &t, Action::Unassign, "kefu", None)
+                    .await
+                {
+                    Ok(_) | Err(TicketError::Stale | TicketError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.tickets_ready.notify_one();
         Ok(())
     }
 }

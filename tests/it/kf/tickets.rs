@@ -139,6 +139,68 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
     assert_eq!(body["field"], "priority");
     assert_eq!(kf.ticket_of("wmAngry").await.unwrap()["status"], "assigned");
 
+    // Agents change at runtime; fields left out keep their values.
+    let (status, body) = kf
+        .api(
+            "POST",
+            "/api/agents",
+            Some(json!({"servicer_userid": "li", "capacity": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["groups"], json!(["service", "aftersale"]));
+    assert_eq!(body["on_duty"], true);
+    let (status, _) = kf
+        .api(
+            "POST",
+            "/api/agents",
+            Some(json!({"servicer_userid": "zhao", "groups": ["service"], "on_duty": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = kf
+        .api(
+            "POST",
+            "/api/agents",
+            Some(json!({"servicer_userid": "x", "groups": ["nope"]})),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("groups")));
+    // An agent off duty is not given the ticket by hand unless forced.
+    let (status, body) = kf
+        .api(
+            "POST",
+            &format!("/api/tickets/{id}/assign"),
+            Some(json!({"agent": "zhao"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("off duty"),
+        "{body}"
+    );
+    let (_, agents) = kf.api("GET", "/api/agents", None).await;
+    let li = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["servicer_userid"] == "li")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (li["capacity"].as_i64(), li["load"].as_i64()),
+        (Some(3), Some(1))
+    );
+    // A reply is sent by an agent.
+    let (status, body) = kf
+        .api(
+            "POST",
+            &format!("/api/tickets/{id}/reply"),
+            Some(json!({"text": "您好"})),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("actor")));
+
     // The agent answers from the console: through the outbox to kf/send_msg.
     let (status, body) = kf
         .api(
@@ -210,22 +272,22 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
     kf.deliver(&again).await;
     // The callback only says there is something new: wait until kefu has pulled both.
     let started = Instant::now();
-    let shown = loop {
-        let (_, shown) = kf.api("GET", &format!("/api/tickets/{id}"), None).await;
+    loop {
         let pulled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kf_messages WHERE msgid = $1")
             .bind(&again)
             .fetch_one(kf.app.state.store.pool())
             .await
             .unwrap();
         if pulled == 1 {
-            break shown;
+            break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the clicks were not pulled"
         );
         tokio::time::sleep(Duration::from_millis(30)).await;
-    };
+    }
+    let (_, shown) = kf.api("GET", &format!("/api/tickets/{id}"), None).await;
     assert_eq!(
         shown["csat"], "good",
         "the first rating counts, once: {shown}"
