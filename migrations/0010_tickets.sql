@@ -79,6 +79,7 @@ CREATE TABLE ticket_messages (
     at         BIGINT NOT NULL
 );
 CREATE INDEX ticket_messages_ticket ON ticket_messages (ticket_id, at);
+CREATE INDEX ticket_messages_msgid ON ticket_messages (msgid);
 
 -- Append-only history: every change with who made it and when.
 CREATE TABLE ticket_events (

@@ -186,10 +186,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut workers = Vec::new();
     if let Some(kf) = &state.kf {
         workers = kf.spawn_workers(std::time::Duration::from_secs(30), workers_stop);
-    } else if state.config.wecom.is_some() {
-        tracing::warn!(
-            "[wecom] has no secret: kf callbacks are recorded but messages are not pulled"
-        );
+    } else {
+        if state.config.wecom.is_some() {
+            tracing::warn!(
+                "[wecom] has no secret: kf callbacks are recorded but messages are not pulled"
+            );
+        }
+        // Official Account tickets still need their watch and routing.
+        workers.push(crate::tickets::worker::spawn(
+            state.store.clone(),
+            state.tickets.clone(),
+            workers_stop,
+        ));
     }
     let listener = TcpListener::bind(listen)
         .await

@@ -19,6 +19,7 @@ mod inbound;
 pub mod kf;
 pub mod outbox;
 pub mod tokens;
+pub mod unresolved;
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -13,6 +13,7 @@
 //! nothing here talks to WeCom. Every change writes a history row with its actor.
 
 pub mod calendar;
+pub mod intake;
 pub mod model;
 pub mod priority;
 pub mod routing;
@@ -21,6 +22,7 @@ pub mod simulation;
 pub mod sla;
 pub mod store;
 pub mod watch;
+pub mod worker;
 
 use std::sync::Arc;
 

@@ -163,7 +163,20 @@ on_both_stores!(
     warnings_and_breaches_are_recorded_once_by_two_replicas,
     two_replicas_route_200_tickets_to_5_agents,
     an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_window,
+    official_account_messages_nobody_could_answer_become_tickets,
 );
+
+/// An Official Account follower writes `text` (safe mode); the callback answers at once.
+async fn follower_writes(app: &TestApp, openid: &str, msg_id: u64, text: &str) {
+    let crypt = mp_crypt();
+    let ts = now_secs();
+    let xml = text_xml("gh_shop", openid, msg_id, text, ts);
+    let encrypt = crypt.encrypt(&xml);
+    let query = mp_query(&crypt, &encrypt, ts, &msg_id.to_string());
+    let body = format!("<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+    let (status, reply) = app.post("/wechat/callback", &query, body).await;
+    assert_eq!(status, 200, "{reply}");
+}
 
 async fn sla_clocks_count_business_time_and_stop_while_waiting_on_the_shopper(db: Db) {
     // Wednesday 2 December 2026, 11:50 in Shanghai: ten minutes before lunch.
@@ -448,4 +461,52 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
     assert_eq!(r.tickets.close_expired(&mut tx).await.unwrap(), 1);
     tx.commit().await.unwrap();
     assert_eq!(reload(r, &t.id).await.status(), TicketStatus::Closed);
+}
+
+async fn official_account_messages_nobody_could_answer_become_tickets(db: Db) {
+    let app = TestApp::start(db).await;
+    let (store, tickets) = (&app.state.store, &app.state.tickets);
+    // A confident question is answered and opens nothing; two the bot cannot answer, from
+    // one follower, make one ticket with both messages.
+    follower_writes(&app, "oFollower1", 7100000000000000001, "付款后多久发货呀").await;
+    follower_writes(
+        &app,
+        "oFollower1",
+        7100000000000000002,
+        "帮我订一张明天去成都的火车票",
+    )
+    .await;
+    follower_writes(
+        &app,
+        "oFollower1",
+        7100000000000000003,
+        "我要投诉你们的快递",
+    )
+    .await;
+    kefu::tickets::worker::pass(store, tickets).await.unwrap();
+    // A second pass (or a second replica) takes nothing in twice.
+    kefu::tickets::worker::pass(store, tickets).await.unwrap();
+    let filter = ticket_store::Filter {
+        limit: 10,
+        ..Default::default()
+    };
+    let all = ticket_store::list(store.pool(), &filter).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let t = &all[0];
+    assert_eq!(
+        (t.channel.as_str(), t.external_userid.as_str()),
+        ("mp", "oFollower1")
+    );
+    assert_eq!(t.intent, "unknown");
+    assert_eq!(
+        t.priority().as_str(),
+        "high",
+        "raised by the complaint that followed"
+    );
+    let messages = ticket_store::messages(store.pool(), &t.id).await.unwrap();
+    let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["帮我订一张明天去成都的火车票", "我要投诉你们的快递"]
+    );
 }

@@ -36,6 +36,8 @@ pub const SEND_WINDOW_MS: i64 = 48 * 3600 * 1000;
 /// What one ticket pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TicketWork {
+    /// Official Account messages that joined or opened a ticket.
+    pub taken_in: usize,
     pub assigned: usize,
     pub warnings: usize,
     pub breaches: usize,
@@ -142,6 +144,7 @@ impl KfService {
     /// and breaches alerted.
     async fn watch_tickets(&self, work: &mut TicketWork) -> Result<(), KfError> {
         let mut tx = self.ticket_tx().await?;
+        work.taken_in = self.tickets.take_in_mp(&mut tx).await?;
         work.requeued = self.tickets.requeue_idle(&mut tx).await?.len();
         work.closed = self.tickets.close_expired(&mut tx).await?;
         let marks = self.tickets.check_sla(&mut tx).await?;

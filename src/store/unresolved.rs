@@ -1,0 +1,40 @@
+//! Official Account messages waiting for a person that no ticket holds yet: the ticket
+//! watch picks them up (a crash between recording a message and opening its ticket loses
+//! nothing: the next pass finds it).
+
+use sqlx::AnyConnection;
+
+/// An unresolved inbound message.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Unresolved {
+    pub id: String,
+    pub from_user: Option<String>,
+    pub to_user: String,
+    pub content: Option<String>,
+    pub msg_type: String,
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    pub received_at: i64,
+}
+
+/// Unresolved messages of `channel` received at or after `since_ms` that no ticket holds,
+/// oldest first.
+pub async fn unticketed(
+    conn: &mut AnyConnection,
+    channel: &str,
+    since_ms: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Unresolved>> {
+    sqlx::query_as(
+        "SELECT m.id, m.from_user, m.to_user, m.content, m.msg_type, m.intent, m.confidence, \
+         m.received_at FROM inbound_messages m WHERE m.status = 'unresolved' AND m.channel = $1 \
+         AND m.received_at >= $2 \
+         AND NOT EXISTS (SELECT 1 FROM ticket_messages t WHERE t.msgid = m.id) \
+         ORDER BY m.received_at, m.id LIMIT $3",
+    )
+    .bind(channel)
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
