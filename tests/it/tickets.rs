@@ -469,6 +469,8 @@ async fn official_account_messages_nobody_could_answer_become_tickets(db: Db) {
     // A confident question is answered and opens nothing; two the bot cannot answer, from
     // one follower, make one ticket with both messages.
     follower_writes(&app, "oFollower1", 7100000000000000001, "付款后多久发货呀").await;
+    // A second apart each, so they are taken in in the order they were written.
+    app.clock.set_secs(app.clock.now_secs() + 1);
     follower_writes(
         &app,
         "oFollower1",
@@ -476,6 +478,7 @@ async fn official_account_messages_nobody_could_answer_become_tickets(db: Db) {
         "帮我订一张明天去成都的火车票",
     )
     .await;
+    app.clock.set_secs(app.clock.now_secs() + 1);
     follower_writes(
         &app,
         "oFollower1",
