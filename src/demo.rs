@@ -74,13 +74,13 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         // Two agents: a senior one who takes VIPs and urgent tickets, and one for sales and
         // orders.
         config.tickets.agents = vec![
-            demo_agent(
+            crate::tickets::routing::Agent::new(
                 "li",
                 "李敏 (senior)",
                 &["service", "aftersale", "logistics"],
                 true,
             ),
-            demo_agent(
+            crate::tickets::routing::Agent::new(
                 "zhang",
                 "张伟",
                 &["presale", "order", "logistics", "account"],
@@ -195,24 +195,6 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
     let result = server.await.context("server task")?;
     let _ = stop.send(true);
     result
-}
-
-fn demo_agent(
-    id: &str,
-    name: &str,
-    groups: &[&str],
-    senior: bool,
-) -> crate::tickets::routing::Agent {
-    crate::tickets::routing::Agent {
-        servicer_userid: id.into(),
-        name: name.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        capacity: 5,
-        senior,
-        on_duty: true,
-        active: true,
-        last_assigned_at: None,
-    }
 }
 
 /// The ticket queue as a supervisor sees it (most urgent first), once routing has run.

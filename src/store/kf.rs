@@ -469,42 +469,23 @@ pub async fn save_customer<'e>(
 
 // ---- what tickets ask of the kf history ----
 
-/// Did the bot answer this shopper with `intent` since `since_ms` (received time)?
-pub async fn answered_intent_since(
+/// Did the bot answer this shopper since `since_ms` (received time), about `intent` if one
+/// is given?
+pub async fn answered_since(
     conn: &mut AnyConnection,
     open_kfid: &OpenKfId,
     external_userid: &ExternalUserId,
-    intent: &str,
+    intent: Option<&str>,
     since_ms: i64,
 ) -> sqlx::Result<bool> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM kf_messages WHERE open_kfid = $1 AND external_userid = $2 \
-         AND status = $3 AND intent = $4 AND received_at >= $5",
+         AND status = $3 AND ($4 IS NULL OR intent = $4) AND received_at >= $5",
     )
     .bind(open_kfid.as_str())
     .bind(external_userid.as_str())
     .bind(KfMessageStatus::Answered.as_str())
     .bind(intent)
-    .bind(since_ms)
-    .fetch_one(conn)
-    .await?;
-    Ok(n > 0)
-}
-
-/// Did the bot answer this shopper at all since `since_ms` (received time)?
-pub async fn answered_since(
-    conn: &mut AnyConnection,
-    open_kfid: &OpenKfId,
-    external_userid: &ExternalUserId,
-    since_ms: i64,
-) -> sqlx::Result<bool> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM kf_messages WHERE open_kfid = $1 AND external_userid = $2 \
-         AND status = $3 AND received_at >= $4",
-    )
-    .bind(open_kfid.as_str())
-    .bind(external_userid.as_str())
-    .bind(KfMessageStatus::Answered.as_str())
     .bind(since_ms)
     .fetch_one(conn)
     .await?;

@@ -54,6 +54,20 @@ impl From<AgentRow> for Agent {
 }
 
 impl Agent {
+    /// An active agent, on duty, with the default capacity of 5.
+    pub fn new(id: &str, name: &str, groups: &[&str], senior: bool) -> Agent {
+        Agent {
+            servicer_userid: id.into(),
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            capacity: 5,
+            senior,
+            on_duty: true,
+            active: true,
+            last_assigned_at: None,
+        }
+    }
+
     pub fn to_row(&self, now_ms: i64) -> AgentRow {
         AgentRow {
             servicer_userid: self.servicer_userid.clone(),

@@ -145,6 +145,14 @@ async fn check(r: &Replica) -> Vec<kefu::tickets::watch::SlaMark> {
     marks
 }
 
+/// One routing pass on one replica.
+async fn route_once(r: &Replica) -> Vec<kefu::tickets::routing::Assignment> {
+    let mut tx = r.store.pool().begin().await.unwrap();
+    let done = r.tickets.route(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    done
+}
+
 /// Routing passes on one replica until it has run 20; returns how many it assigned.
 async fn route(r: &Replica) -> usize {
     let mut total = 0;
@@ -377,9 +385,7 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
     let r = &rs[0];
     add_agent(r, "a1", &["logistics"], 5).await;
     let t = open(r, "wm-idle", "tracking", CustomerTier::Normal).await;
-    let mut tx = r.store.pool().begin().await.unwrap();
-    let assigned = r.tickets.route(&mut tx).await.unwrap();
-    tx.commit().await.unwrap();
+    let assigned = route_once(r).await;
     assert_eq!(assigned.len(), 1);
     assert_eq!(assigned[0].agent, "a1");
     // Eleven minutes without a word from the agent: back to the queue, in the history.
@@ -397,9 +403,7 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
         .any(|e| e.kind == "unassigned" && e.actor == "kefu"));
     // The idle agent is passed over for it: another agent takes it.
     add_agent(r, "a2", &["logistics"], 5).await;
-    let mut tx = r.store.pool().begin().await.unwrap();
-    let assigned = r.tickets.route(&mut tx).await.unwrap();
-    tx.commit().await.unwrap();
+    let assigned = route_once(r).await;
     assert_eq!(assigned.len(), 1);
     assert_eq!(
         assigned[0].agent, "a2",
@@ -428,9 +432,7 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
         .unwrap());
     tx.commit().await.unwrap();
     // Routed, resolved, and back an hour later: it goes to the agent who served it.
-    let mut tx = r.store.pool().begin().await.unwrap();
-    let assigned = r.tickets.route(&mut tx).await.unwrap();
-    tx.commit().await.unwrap();
+    let assigned = route_once(r).await;
     assert_eq!(assigned.len(), 1);
     let served_by = assigned[0].agent.clone();
     act(r, &t.id, Action::Resolve, None).await.unwrap();
@@ -443,9 +445,7 @@ async fn an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_wi
     act(r, &busy.id, Action::Assign, Some(&served_by))
         .await
         .unwrap();
-    let mut tx = r.store.pool().begin().await.unwrap();
-    let assigned = r.tickets.route(&mut tx).await.unwrap();
-    tx.commit().await.unwrap();
+    let assigned = route_once(r).await;
     assert_eq!(assigned.len(), 1);
     assert_eq!(
         assigned[0].agent, served_by,

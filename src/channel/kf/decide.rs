@@ -218,14 +218,14 @@ impl KfService {
             Some(v) => {
                 let intent = v.classification.intent.as_str();
                 if content.is_some_and(|t| self.tickets.is_rejection(t))
-                    && kf_store::answered_since(tx, open_kfid, customer, recent).await?
+                    && kf_store::answered_since(tx, open_kfid, customer, None, recent).await?
                 {
                     Some(OpenReason::Rejected)
                 } else if taxonomy::get(intent).is_some_and(|i| i.handoff) {
                     Some(OpenReason::Handoff)
                 } else if !v.may_answer {
                     Some(OpenReason::Unclear)
-                } else if kf_store::answered_intent_since(tx, open_kfid, customer, intent, recent)
+                } else if kf_store::answered_since(tx, open_kfid, customer, Some(intent), recent)
                     .await?
                 {
                     Some(OpenReason::Repeated)

@@ -7,16 +7,7 @@ use kefu::tickets::routing::Agent;
 use kefu::tickets::ReplyMode;
 
 fn agent(id: &str, groups: &[&str], senior: bool) -> Agent {
-    Agent {
-        servicer_userid: id.into(),
-        name: id.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        capacity: 5,
-        senior,
-        on_duty: true,
-        active: true,
-        last_assigned_at: None,
-    }
+    Agent::new(id, id, groups, senior)
 }
 
 async fn start_mode(db: Db, mode: ReplyMode, agents: Vec<Agent>) -> Kf {
