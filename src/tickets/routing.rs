@@ -4,7 +4,8 @@
 //! ticket of the general group fits everyone), is on duty, and holds fewer open tickets
 //! than their capacity. Choice: the agent who served this customer in the last 24 hours if
 //! still eligible; for urgent and VIP tickets a senior agent where one is eligible; else
-//! the least loaded, ties to whoever was assigned least recently.
+//! the least loaded, a senior agent spared on a tie, then whoever was assigned least
+//! recently.
 //!
 //! A pass starts by taking the routing turn (one row every pass updates first), so passes
 //! run one at a time, across replicas too, and a ticket is claimed by a version-checked
@@ -131,6 +132,8 @@ pub fn choose<'a>(
     pool.into_iter().min_by(|a, b| {
         load(a)
             .cmp(&load(b))
+            // On a tie, a senior agent is spared for the urgent and VIP tickets to come.
+            .then((a.senior && !important).cmp(&(b.senior && !important)))
             // Never assigned sorts first: None < Some.
             .then(a.last_assigned_at.cmp(&b.last_assigned_at))
             .then(a.servicer_userid.cmp(&b.servicer_userid))
@@ -294,6 +297,24 @@ mod tests {
         );
         agents[1].on_duty = false;
         assert!(choose(&vip, &agents, &full, None, 0).is_none());
+        // On a tie in load, a senior agent is spared for what is to come.
+        let even = HashMap::new();
+        let spare = vec![
+            agent("s2", &["service"], true, None),
+            agent("n2", &["service"], false, Some(9)),
+        ];
+        assert_eq!(
+            choose(&normal, &spare, &even, None, 0)
+                .unwrap()
+                .servicer_userid,
+            "n2"
+        );
+        assert_eq!(
+            choose(&vip, &spare, &even, None, 0)
+                .unwrap()
+                .servicer_userid,
+            "s2"
+        );
         // A general ticket fits any group.
         // An agent who let the ticket go idle is passed over until idle_until.
         let mut idle = ticket("service", Priority::Normal, CustomerTier::Normal);
