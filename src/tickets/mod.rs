@@ -468,6 +468,29 @@ impl TicketService {
         Ok(t)
     }
 
+    /// WeCom refused or could not deliver a message an agent sent (`msgid`, the outbox id):
+    /// the ticket's history says so, for the agent to see. False if it was no ticket's.
+    pub async fn reply_failed(
+        &self,
+        conn: &mut AnyConnection,
+        msgid: &str,
+        error: &str,
+    ) -> Result<bool, TicketError> {
+        let Some(ticket_id) = store::ticket_of_message(conn, msgid).await? else {
+            return Ok(false);
+        };
+        let error: String = error.chars().take(300).collect();
+        self.event(
+            conn,
+            &ticket_id,
+            "wecom",
+            "reply_failed",
+            serde_json::json!({"msgid": msgid, "error": error}),
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// A note on a ticket, for the people working it.
     pub async fn note(
         &self,

@@ -208,12 +208,20 @@ pub async fn list<'e>(
     .await
 }
 
-/// Queued tickets in the order they are to be handed out: priority, then due time.
+/// Queued tickets in the order they are to be handed out: priority, then due time. On
+/// PostgreSQL the rows are locked for this transaction, skipping any another transaction
+/// holds (a pull appending to one): that one waits for the next pass instead of holding
+/// this one up.
 pub async fn queued(conn: &mut AnyConnection, limit: i64) -> sqlx::Result<Vec<Ticket>> {
+    let lock = if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE status = $1 \
          ORDER BY priority, COALESCE(first_response_due, next_response_due, resolution_due), \
-         opened_at, id LIMIT $2"
+         opened_at, id LIMIT $2{lock}"
     ))
     .bind(TicketStatus::Queued.as_str())
     .bind(limit)
@@ -361,6 +369,17 @@ pub struct TicketMessage {
     pub intent: Option<String>,
     pub confidence: Option<f64>,
     pub at: i64,
+}
+
+/// The ticket a message (a kf msgid or an outbox id) belongs to, if any.
+pub async fn ticket_of_message(
+    conn: &mut AnyConnection,
+    msgid: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT ticket_id FROM ticket_messages WHERE msgid = $1 LIMIT 1")
+        .bind(msgid)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn insert_message(conn: &mut AnyConnection, m: &TicketMessage) -> sqlx::Result<()> {

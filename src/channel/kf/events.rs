@@ -103,6 +103,13 @@ impl KfService {
         )
         .await?;
         tracing::warn!(msgid = ?failed, "a sent message was not delivered");
+        self.tickets
+            .reply_failed(
+                tx,
+                failed,
+                &format!("WeCom could not deliver it (fail_type {})", e.fail_type),
+            )
+            .await?;
         let line = format!(
             "{} 未送达（fail_type {}，消息 {}）",
             strip_markdown(who.as_str()),

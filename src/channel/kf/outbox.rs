@@ -151,6 +151,9 @@ impl KfService {
         let mut sent = 0;
         let mut settled = 0;
         let mut failed_for_good: Vec<String> = Vec::new();
+        // (outbox id, error) of rows given up on: an agent's reply among them is reported on
+        // its ticket.
+        let mut given_up: Vec<(String, String)> = Vec::new();
         for row in rows {
             let now = self.clock.now_ms();
             if !outbox_store::claim(pool, &row.id, now, now + OUTBOX_LEASE_MS).await? {
@@ -170,6 +173,7 @@ impl KfService {
                 if api != Some(OutboxApi::WebhookSend) {
                     failed_for_good.push(failure_line(&row.api, &body, &error));
                 }
+                given_up.push((row.id.clone(), error));
                 continue;
             }
             let result = self.send_one(api, &row, &body).await;
@@ -200,14 +204,18 @@ impl KfService {
                         if api != Some(OutboxApi::WebhookSend) {
                             failed_for_good.push(failure_line(&row.api, &body, &e.to_string()));
                         }
+                        given_up.push((row.id.clone(), e.to_string()));
                     }
                 }
             }
         }
-        if !failed_for_good.is_empty() {
+        if !failed_for_good.is_empty() || !given_up.is_empty() {
             let mut tx = pool.begin().await?;
             self.alert(&mut tx, "发送失败，已停止重试", &failed_for_good)
                 .await?;
+            for (id, error) in &given_up {
+                self.tickets.reply_failed(&mut tx, id, error).await?;
+            }
             tx.commit().await?;
         }
         Ok((sent, settled))

@@ -216,6 +216,36 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
         t["first_response_at"].is_string(),
         "the first response is on record: {t}"
     );
+    // Someone takes the chat in the WeCom app behind kefu's back: WeCom refuses the next
+    // reply (95018), and the agent reads why on the ticket.
+    kf.sim.set_session(KFID, "wmAngry", 3);
+    let (status, _) = kf
+        .api(
+            "POST",
+            &format!("/api/tickets/{id}/reply"),
+            Some(json!({"actor": "li", "text": "还在吗"})),
+        )
+        .await;
+    assert_eq!(status, 200, "queued: kefu could not know");
+    let started = Instant::now();
+    loop {
+        let (_, shown) = kf.api("GET", &format!("/api/tickets/{id}"), None).await;
+        let failed = shown["history"].as_array().unwrap().iter().any(|h| {
+            h["kind"] == "reply_failed"
+                && h["detail"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("95018"))
+        });
+        if failed {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no reply_failed: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    kf.sim.set_session(KFID, "wmAngry", 1);
 
     // Resolved: the shopper gets the survey and rates once.
     let (status, body) = kf
@@ -301,7 +331,16 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
     let kinds: Vec<&str> = history.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
-        ["opened", "queued", "assigned", "replied", "resolved", "csat"],
+        [
+            "opened",
+            "queued",
+            "assigned",
+            "replied",
+            "replied",
+            "reply_failed",
+            "resolved",
+            "csat"
+        ],
         "{history:?}"
     );
     assert!(history.contains(&("replied".into(), "li".into())));
@@ -313,12 +352,9 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
         .iter()
         .map(|m| m["author"].as_str().unwrap())
         .collect();
-    assert_eq!(authors, ["customer", "agent"]);
-    assert!(
-        kf.sim.refused().is_empty(),
-        "WeCom refused nothing: {:?}",
-        kf.sim.refused()
-    );
+    assert_eq!(authors, ["customer", "agent", "agent"]);
+    let refused: Vec<i64> = kf.sim.refused().iter().map(|(_, code)| *code).collect();
+    assert_eq!(refused, [95018], "only the reply sent behind kefu's back");
 }
 
 async fn in_wecom_mode_the_session_moves_to_the_agent_whose_replies_count(db: Db) {
