@@ -144,7 +144,7 @@ impl Classifier {
             let score = KNN_WEIGHT * knn_score + (1.0 - KNN_WEIGHT) * centroid[ii] / q_norm;
             let ri = match knn[ii] {
                 Some((ri, _)) => ri,
-                None => match self.reply_intent.iter().position(|x| *x as usize == ii) {
+                None => match self.first_reply.get(ii).copied().flatten() {
                     Some(ri) => ri,
                     None => continue,
                 },
