@@ -211,13 +211,15 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
     // The callback only says there is something new: wait until kefu has pulled both.
     let started = Instant::now();
     let shown = loop {
-        let (_, shown) = kf.api("GET", &format!("/api/tickets/{id}"), None).await;
         let pulled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kf_messages WHERE msgid = $1")
             .bind(&again)
             .fetch_one(kf.app.state.store.pool())
             .await
             .unwrap();
         if pulled == 1 {
+            // Read after the pull is seen: the ratings are recorded in its transaction, so
+            // a ticket read before it could predate both.
+            let (_, shown) = kf.api("GET", &format!("/api/tickets/{id}"), None).await;
             break shown;
         }
         assert!(
