@@ -17,10 +17,12 @@ use tantivy::query::{Bm25StatisticsProvider, Bm25Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocSet, InvertedIndexReader, Searcher, Term, TERMINATED};
 
-/// One field's postings as BM25 contributions: per term, each (segment, document, boosted
-/// score) in the order tantivy's postings list them.
+/// A term's postings in one field as BM25 contributions: each (segment, document, boosted
+/// score), in the order tantivy's postings list them.
+type Contributions = Box<[(u32, u32, f32)]>;
+
 struct FieldIndex {
-    terms: HashMap<String, Box<[(u32, u32, f32)]>>,
+    terms: HashMap<String, Contributions>,
 }
 
 pub(super) struct Retrieval {
