@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end load test of POST /wechat/callback beside an axum hello-world baseline, all
-# driven by wrk with the same settings on the same machine. Two kefu runs: shopper text
+# End-to-end load test of POST /wechat/callback beside two baselines, all driven by wrk with
+# the same settings on the same machine: an axum hello world, and the durable-intake baseline
+# (examples/durable.rs: axum, one SQLite writer thread committing everything queued as one
+# transaction, WAL, synchronous=FULL, a row with a unique key per message, the answer after
+# the commit), which receives the text requests. Two kefu runs: shopper text
 # messages (verify, decrypt, parse, classify, durable SQLite write, encrypted passive reply)
 # and image messages (the same intake without the classifier and the passive reply).
-# Each connection count gets its own hello / text / image runs; a summary table ends it.
+# Each connection count gets its own hello / durable / text / image runs; a summary table
+# ends it, with each run's share of the hello world and of the durable baseline.
 # Needs wrk (apt-get install wrk).
 #   bench/load.sh [duration_secs] [connections ...]      (default: 10 32 64)
 set -euo pipefail
@@ -15,7 +19,7 @@ CONNS_LIST=("$@")
 THREADS=1
 OUT=bench/out
 mkdir -p "$OUT"
-cargo build --release --quiet --bin kefu --example hello --example loadgen
+cargo build --release --quiet --bin kefu --example hello --example durable --example loadgen
 # Enough distinct messages that no run wraps around to a duplicate.
 N=$(( DUR * 120000 ))
 ./target/release/examples/loadgen "$N" "$OUT/requests.tsv" text
@@ -49,6 +53,19 @@ run_hello() {  # run_hello CONNS
   kill $HELLO; wait $HELLO 2>/dev/null || true
 }
 
+run_durable() {  # run_durable CONNS
+  rm -rf "$OUT/durable-db"
+  ./target/release/examples/durable 127.0.0.1:18083 "$OUT/durable-db/durable.db" & DURABLE=$!
+  sleep 0.5
+  echo "== baseline: durable intake (one SQLite writer, WAL, synchronous=FULL), $1 connections"
+  local t0
+  t0=$(cpu_ticks $DURABLE)
+  KEFU_LOAD_FILE="$OUT/requests.tsv" wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua \
+    http://127.0.0.1:18083 | tee "$OUT/durable-$1.txt"
+  record durable "$1" "$OUT/durable-$1.txt" $(( $(cpu_ticks $DURABLE) - t0 ))
+  kill $DURABLE; wait $DURABLE 2>/dev/null || true
+}
+
 run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
   rm -rf "$OUT/db"
   KEFU_LISTEN=127.0.0.1:18082 KEFU_DATABASE_URL="sqlite://$OUT/db/kefu.db" \
@@ -71,20 +88,22 @@ run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
 
 for C in "${CONNS_LIST[@]}"; do
   run_hello "$C"
+  run_durable "$C"
   run_kefu text "$OUT/requests.tsv" "$C"
   run_kefu image "$OUT/images.tsv" "$C"
 done
 
 echo
-echo "== summary (req/s; share of the hello-world run at the same connection count; the"
-echo "   server's CPU time per request, all threads, user and kernel)"
+echo "== summary (req/s; its share of the hello-world and of the durable-baseline run at the"
+echo "   same connection count; the server's CPU time per request, all threads, user and kernel)"
 awk '
   $1 == "hello" { base[$2] = $3 }
+  $1 == "durable" { dur[$2] = $3 }
   { rows[NR] = $0 }
   END {
-    printf "%-12s %5s %10s %7s %9s %9s %12s\n", "server", "conns", "req/s", "share", "p50", "p99", "cpu/req µs"
+    printf "%-12s %5s %10s %8s %8s %9s %9s %12s\n", "server", "conns", "req/s", "/hello", "/durable", "p50", "p99", "cpu/req µs"
     for (i = 1; i <= NR; i++) {
       split(rows[i], f, " ")
-      printf "%-12s %5s %10.0f %6.1f%% %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[4], f[5], f[6]
+      printf "%-12s %5s %10.0f %7.1f%% %7.2fx %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[3] / dur[f[2]], f[4], f[5], f[6]
     }
   }' "$SUMMARY"

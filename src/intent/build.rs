@@ -189,6 +189,12 @@ impl Classifier {
             &searcher,
             &[(f_q, 1.0), (f_kw, KEYWORD_BOOST), (f_ans, ANSWER_BOOST)],
         )?;
+        let mut first_reply = vec![None; intents.len()];
+        for (ri, ii) in reply_intent.iter().enumerate() {
+            if let Some(slot @ None) = first_reply.get_mut(*ii as usize) {
+                *slot = Some(ri);
+            }
+        }
         Ok(Classifier {
             library,
             retrieval,
@@ -200,6 +206,7 @@ impl Classifier {
             postings,
             intents,
             reply_intent,
+            first_reply,
             tokenize,
             thresholds,
         })

@@ -127,6 +127,8 @@ pub struct Classifier {
     intents: Vec<String>,
     /// Intent index of each reply.
     reply_intent: Vec<u16>,
+    /// Per intent index: its first reply, if it has any.
+    first_reply: Vec<Option<usize>>,
     tokenize: tokenizer::TokenizeFn,
     thresholds: Thresholds,
 }

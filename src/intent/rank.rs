@@ -49,6 +49,25 @@ impl Classifier {
         }
     }
 
+    /// Sum of squared IDF over the tokens a sample question shares with the message: both
+    /// id lists are sorted and unique, so one merge walk finds them (added in the question's
+    /// order, as before).
+    fn shared_weight(&self, question: &[u32], known: &[u32]) -> f32 {
+        let mut sum = -0.0f32;
+        let mut k = 0;
+        for id in question {
+            while known.get(k).is_some_and(|x| x < id) {
+                k += 1;
+            }
+            match known.get(k) {
+                Some(x) if x == id => sum += self.idf[*id as usize].powi(2),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        sum
+    }
+
     pub(super) fn rank(&self, q: &QueryTokens) -> Ranked {
         let mut ranked = Ranked::default();
         if q.texts.is_empty() {
@@ -91,12 +110,7 @@ impl Classifier {
                     let Some(qd) = self.questions.get(qi as usize) else {
                         continue;
                     };
-                    let shared: f32 = qd
-                        .tokens
-                        .iter()
-                        .filter(|id| q.known.binary_search(id).is_ok())
-                        .map(|id| self.idf[*id as usize].powi(2))
-                        .sum();
+                    let shared = self.shared_weight(&qd.tokens, &q.known);
                     let sim = if shared == 0.0 {
                         0.0
                     } else {
@@ -144,7 +158,7 @@ impl Classifier {
             let score = KNN_WEIGHT * knn_score + (1.0 - KNN_WEIGHT) * centroid[ii] / q_norm;
             let ri = match knn[ii] {
                 Some((ri, _)) => ri,
-                None => match self.reply_intent.iter().position(|x| *x as usize == ii) {
+                None => match self.first_reply.get(ii).copied().flatten() {
                     Some(ri) => ri,
                     None => continue,
                 },

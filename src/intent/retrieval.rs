@@ -5,7 +5,10 @@
 //! field, all `Should`) ranked by `TopDocs` returns, ties in ascending document order. It is
 //! computed term by term into a score array instead: with a few dozen short clauses over a
 //! few thousand documents, building per-clause weights and scorers cost more than scoring.
+//! Each term's contributions (its boosted BM25 score in each document) are computed once when
+//! the classifier is built, so a query does no dictionary lookup or postings decoding.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tantivy::fieldnorm::FieldNormReader;
@@ -14,21 +17,16 @@ use tantivy::query::{Bm25StatisticsProvider, Bm25Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocSet, InvertedIndexReader, Searcher, Term, TERMINATED};
 
+/// A term's postings in one field as BM25 contributions: each (segment, document, boosted
+/// score), in the order tantivy's postings list them.
+type Contributions = Box<[(u32, u32, f32)]>;
+
 struct FieldIndex {
-    field: Field,
-    boost: f32,
-    /// BM25 weight of a term found in one document of the field; other terms' scores are
-    /// this one's scaled by their IDF (the length normalisation is the field's, not the term's).
-    unit: Bm25Weight,
-    unit_idf: f32,
-    /// Per segment.
-    postings: Vec<Arc<InvertedIndexReader>>,
-    norms: Vec<FieldNormReader>,
+    terms: HashMap<String, Contributions>,
 }
 
 pub(super) struct Retrieval {
     fields: Vec<FieldIndex>,
-    total_docs: u64,
     max_docs: Vec<usize>,
 }
 
@@ -39,25 +37,61 @@ fn idf(doc_freq: u64, total_docs: u64) -> f32 {
 }
 
 impl Retrieval {
+    /// Read every term of every field once and keep its contribution to each document's
+    /// score: the index never changes after the build, so a query only adds them up.
     pub(super) fn new(searcher: &Searcher, fields: &[(Field, f32)]) -> tantivy::Result<Retrieval> {
         let total_docs = searcher.total_num_docs()?.max(1);
         let mut out = Vec::with_capacity(fields.len());
         for &(field, boost) in fields {
             let avg = searcher.total_num_tokens(field)? as f32 / total_docs as f32;
-            let mut postings = Vec::new();
-            let mut norms = Vec::new();
+            // BM25 weight of a term found in one document of the field; other terms' scores
+            // are this one's scaled by their IDF (the length normalisation is the field's).
+            let unit = Bm25Weight::for_one_term_without_explain(1, total_docs, avg);
+            let unit_idf = idf(1, total_docs);
+            let mut postings: Vec<Arc<InvertedIndexReader>> = Vec::new();
+            let mut norms: Vec<FieldNormReader> = Vec::new();
+            let mut texts: BTreeSet<String> = BTreeSet::new();
             for seg in searcher.segment_readers() {
-                postings.push(seg.inverted_index(field)?);
+                let inv = seg.inverted_index(field)?;
+                let mut stream = inv.terms().stream()?;
+                while stream.advance() {
+                    if let Ok(t) = std::str::from_utf8(stream.key()) {
+                        texts.insert(t.to_owned());
+                    }
+                }
+                postings.push(inv);
                 norms.push(seg.get_fieldnorms_reader(field)?);
             }
-            out.push(FieldIndex {
-                field,
-                boost,
-                unit: Bm25Weight::for_one_term_without_explain(1, total_docs, avg),
-                unit_idf: idf(1, total_docs),
-                postings,
-                norms,
-            });
+            let mut terms = HashMap::with_capacity(texts.len());
+            let mut infos = Vec::with_capacity(postings.len());
+            for text in texts {
+                let term = Term::from_field_text(field, &text);
+                infos.clear();
+                let mut doc_freq = 0u64;
+                for inv in &postings {
+                    let info = inv.get_term_info(&term)?;
+                    doc_freq += info.as_ref().map_or(0, |i| i.doc_freq as u64);
+                    infos.push(info);
+                }
+                if doc_freq == 0 {
+                    continue;
+                }
+                let scale = boost * idf(doc_freq, total_docs) / unit_idf;
+                let mut contributions = Vec::with_capacity(doc_freq as usize);
+                for (seg, info) in infos.iter().enumerate() {
+                    let Some(info) = info else { continue };
+                    let mut docs = postings[seg]
+                        .read_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
+                    let mut doc = docs.doc();
+                    while doc != TERMINATED {
+                        let s = unit.score(norms[seg].fieldnorm_id(doc), docs.term_freq());
+                        contributions.push((seg as u32, doc, s * scale));
+                        doc = docs.advance();
+                    }
+                }
+                terms.insert(text, contributions.into_boxed_slice());
+            }
+            out.push(FieldIndex { terms });
         }
         let max_docs = searcher
             .segment_readers()
@@ -66,7 +100,6 @@ impl Retrieval {
             .collect();
         Ok(Retrieval {
             fields: out,
-            total_docs,
             max_docs,
         })
     }
@@ -79,37 +112,24 @@ impl Retrieval {
     ) -> std::io::Result<Vec<(f32, DocAddress)>> {
         let mut scores: Vec<Vec<f32>> = self.max_docs.iter().map(|n| vec![0.0; *n]).collect();
         let mut touched: Vec<(u32, u32)> = Vec::new();
-        let mut infos = Vec::with_capacity(self.max_docs.len());
+        // Field by field, term by term, document by document: the order tantivy's boolean
+        // query adds them in, so the sums are the same to the last bit.
         for f in &self.fields {
             for t in tokens {
-                let term = Term::from_field_text(f.field, t);
-                infos.clear();
-                let mut doc_freq = 0u64;
-                for inv in &f.postings {
-                    let info = inv.get_term_info(&term)?;
-                    doc_freq += info.as_ref().map_or(0, |i| i.doc_freq as u64);
-                    infos.push(info);
-                }
-                if doc_freq == 0 {
+                let Some(contributions) = f.terms.get(t.as_str()) else {
                     continue;
-                }
-                let scale = f.boost * idf(doc_freq, self.total_docs) / f.unit_idf;
-                for (seg, info) in infos.iter().enumerate() {
-                    let Some(info) = info else { continue };
-                    let mut docs = f.postings[seg]
-                        .read_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
-                    let mut doc = docs.doc();
-                    while doc != TERMINATED {
-                        let s = f
-                            .unit
-                            .score(f.norms[seg].fieldnorm_id(doc), docs.term_freq());
-                        let slot = &mut scores[seg][doc as usize];
-                        if *slot == 0.0 {
-                            touched.push((seg as u32, doc));
-                        }
-                        *slot += s * scale;
-                        doc = docs.advance();
+                };
+                for &(seg, doc, c) in contributions.iter() {
+                    let Some(slot) = scores
+                        .get_mut(seg as usize)
+                        .and_then(|s| s.get_mut(doc as usize))
+                    else {
+                        continue;
+                    };
+                    if *slot == 0.0 {
+                        touched.push((seg, doc));
                     }
+                    *slot += c;
                 }
             }
         }
