@@ -51,12 +51,18 @@ pub struct Facts<'a> {
     pub rfm: Option<RfmScores>,
 }
 
-/// The first of `tags` that matches one of `rule_tags`.
+/// Words that turn a tag into its opposite: "非VIP", "VIP已过期", "前VIP" name customers who
+/// are not (or no longer) VIPs.
+const NEGATIONS: [&str; 7] = ["非", "不是", "过期", "失效", "取消", "前", "曾"];
+
+/// The first of `tags` that matches one of `rule_tags`: contains it, ignoring case, and says
+/// nothing that negates it.
 fn matching<'t>(tags: &'t [String], rule_tags: &[String]) -> Option<&'t str> {
     tags.iter()
         .find(|t| {
             let t = t.to_lowercase();
             rule_tags.iter().any(|r| t.contains(&r.to_lowercase()))
+                && !NEGATIONS.iter().any(|n| t.contains(n))
         })
         .map(String::as_str)
 }
@@ -155,6 +161,17 @@ pub fn yuan(fen: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_negated_tag_is_no_match() {
+        let rule = vec!["VIP".to_string()];
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(matching(&tags(&["金卡VIP"]), &rule), Some("金卡VIP"));
+        assert_eq!(matching(&tags(&["svip"]), &rule), Some("svip"));
+        assert_eq!(matching(&tags(&["非VIP"]), &rule), None);
+        assert_eq!(matching(&tags(&["VIP已过期"]), &rule), None);
+        assert_eq!(matching(&tags(&["前VIP", "VIP"]), &rule), Some("VIP"));
+    }
     use crate::crm::rfm::DAY_MS;
 
     const NOW: i64 = 1_795_000_000_000;
