@@ -135,7 +135,7 @@ impl Intake {
                     .recorded
                     .get_or_create(&MessageLabel {
                         channel: channel.as_str().into(),
-                        msg_type: msg.msg_type.clone(),
+                        msg_type: metric_msg_type(&msg.msg_type).into(),
                     })
                     .inc();
                 Ok(Accepted {
@@ -196,4 +196,25 @@ impl Intake {
             },
         }
     }
+}
+
+/// The message types WeChat documents, as a metric label; anything else is `other`, so a
+/// sender cannot make the label set grow without bound.
+fn metric_msg_type(msg_type: &str) -> &'static str {
+    const KNOWN: [&str; 10] = [
+        "text",
+        "image",
+        "voice",
+        "video",
+        "shortvideo",
+        "location",
+        "link",
+        "event",
+        "file",
+        "miniprogrampage",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == msg_type)
+        .unwrap_or("other")
 }

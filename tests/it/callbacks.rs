@@ -513,6 +513,20 @@ async fn health_readiness_and_metrics(db: Db) {
         !m.contains(TOKEN) && !m.contains(AES_KEY),
         "no secrets in metrics"
     );
+    // A message type WeChat does not have is counted as `other`: senders cannot grow the
+    // label set.
+    let odd = "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName><FromUserName><![CDATA[u]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[zz_made_up_1]]></MsgType><MsgId>78</MsgId></xml>".replace("<CreateTime>1<", &format!("<CreateTime>{}<", now_secs()));
+    let (q, body) = sealed(&wecom_crypt(), &odd, now_secs());
+    assert_eq!(app.post("/wecom/callback", &q, body).await.0, 200);
+    let m = app.metrics().await;
+    assert!(!m.contains("zz_made_up_1"), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_messages_recorded_total{channel=\"wecom\",msg_type=\"other\"}"
+        ),
+        1.0
+    );
 
     // The page is what it says it is, and a real OpenMetrics parser reads all of it.
     let r = get("/metrics").await.unwrap();

@@ -113,7 +113,29 @@ impl KfService {
     ) -> Result<PullReport, KfError> {
         let open_kfid: OpenKfId = open_kfid.into();
         let lock = self.lock_for(&open_kfid).await;
-        let _guard = lock.lock().await;
+        let guard = lock.lock().await;
+        let result = self.pull_locked(&open_kfid, token).await;
+        drop(guard);
+        // Forget the account's lock when nobody else holds or waits for it, so the map does
+        // not keep an entry for every account ever named.
+        let mut locks = self.locks.lock().await;
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&open_kfid);
+        }
+        result
+    }
+
+    /// How many kf accounts have a pull lock right now (pulls running or waiting).
+    pub async fn pull_locks_held(&self) -> usize {
+        self.locks.lock().await.len()
+    }
+
+    async fn pull_locked(
+        &self,
+        open_kfid: &OpenKfId,
+        token: Option<&str>,
+    ) -> Result<PullReport, KfError> {
+        let open_kfid = open_kfid.clone();
         let mut report = PullReport::default();
         loop {
             let postgres = self.store.backend() == Backend::Postgres;

@@ -625,3 +625,21 @@ async fn the_simulator_retries_a_callback_kefu_did_not_take() {
     assert_eq!(statuses, [503, 200]);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
+
+/// Pull locks are per kf account and forgotten once no pull holds or waits for them: the map
+/// does not grow with every account ever named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_locks_are_forgotten_after_the_pull() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let service = kf.app.state.kf.clone().expect("kf configured");
+    let pulls: Vec<_> = (0..20)
+        .map(|i| {
+            let s = service.clone();
+            tokio::spawn(async move { s.pull(format!("wkAccount{}", i % 5), None).await })
+        })
+        .collect();
+    for p in pulls {
+        p.await.unwrap().unwrap();
+    }
+    assert_eq!(service.pull_locks_held().await, 0);
+}
