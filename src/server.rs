@@ -95,6 +95,7 @@ fn wire(
     let mp = config.mp.as_ref().map(|m| {
         Arc::new(MpChannel {
             token: m.token.clone(),
+            replays: Default::default(),
             crypt: m.crypt(),
         })
     });

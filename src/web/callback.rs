@@ -298,6 +298,17 @@ async fn mp_message_inner(
             // token alone must not be enough to inject messages.
             return Err(WebError::EncryptTypeMismatch);
         }
+        let window =
+            i64::try_from(state.config.callback.timestamp_tolerance_secs).unwrap_or(i64::MAX);
+        if !mp.replays.admit(
+            &ts,
+            &nonce,
+            &body,
+            state.clock.now_secs(),
+            window.saturating_mul(2),
+        ) {
+            return Err(WebError::Replayed);
+        }
         (body, None)
     };
     let msg = parse_message(&plain)?;

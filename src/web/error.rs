@@ -46,6 +46,8 @@ pub enum WebError {
     Crypto(CryptoError),
     /// 400 with [`XmlError::reason`]: the envelope or message does not parse.
     Xml(XmlError),
+    /// 403 `replayed`: an Official Account plaintext query already used with another body.
+    Replayed,
     /// 503 `store_unavailable`: the store could not record the message. WeCom will retry;
     /// nothing was acknowledged.
     StoreUnavailable,
@@ -88,7 +90,7 @@ impl WebError {
             BadQuery | MissingParam | BadTimestamp | BodyNotUtf8 | EncryptTypeMismatch | Xml(_) => {
                 StatusCode::BAD_REQUEST
             }
-            StaleTimestamp => StatusCode::FORBIDDEN,
+            StaleTimestamp | Replayed => StatusCode::FORBIDDEN,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -116,6 +118,7 @@ impl WebError {
             MissingParam => "missing_param",
             BadTimestamp => "bad_timestamp",
             StaleTimestamp => "stale_timestamp",
+            Replayed => "replayed",
             BodyTooLarge => "body_too_large",
             BodyNotUtf8 => "body_not_utf8",
             UnsupportedContentType => "unsupported_content_type",

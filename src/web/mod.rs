@@ -7,6 +7,7 @@ mod auth;
 mod callback;
 mod error;
 mod ops;
+mod replay;
 mod tickets;
 
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Services {
 /// An Official Account's callback credentials.
 pub struct MpChannel {
     pub token: String,
+    /// Plaintext mode: each signed query bound to its first body (see [`replay`]).
+    pub replays: replay::ReplayGuard,
     /// Set when the account runs in safe mode (an EncodingAESKey is configured).
     pub crypt: Option<MsgCrypt>,
 }

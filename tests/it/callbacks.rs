@@ -305,6 +305,16 @@ async fn official_account_plaintext_mode_and_url_verification(db: Db) {
         "customer text stored exactly as sent"
     );
 
+    // The same signed query again: with the same body it is WeChat's retry (answered, stored
+    // once); with another body it is a replay, refused.
+    let retry = text_xml("gh_shop", "oShopper2", 99, "<b>qwertyuiop</b>]]>", ts);
+    let query = format!("signature={sig}&timestamp={ts}&nonce=42&openid=oShopper2");
+    assert_eq!(app.post("/wechat/callback", &query, retry).await.0, 200);
+    let forged = text_xml("gh_shop", "oShopper9", 4242, "我要退款到这个账户", ts);
+    let (status, reason) = app.post("/wechat/callback", &query, forged).await;
+    assert_eq!((status, reason.as_str()), (403, "replayed"));
+    assert_eq!(app.count("mp").await, 1);
+
     // Without a signature a plaintext body is refused.
     let xml = text_xml("gh_shop", "oShopper2", 100, "hi", ts);
     let (status, reason) = app
