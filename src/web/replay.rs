@@ -19,9 +19,12 @@ use sha1::{Digest, Sha1};
 /// first (a flood of distinct valid signatures needs the token).
 const MAX_ENTRIES: usize = 100_000;
 
+/// (timestamp, nonce) -> (SHA-1 of the first body, remembered until).
+type Seen = HashMap<(String, String), ([u8; 20], i64)>;
+
 #[derive(Default)]
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<(String, String), ([u8; 20], i64)>>,
+    seen: Mutex<Seen>,
 }
 
 impl ReplayGuard {
