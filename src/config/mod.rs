@@ -594,6 +594,32 @@ mod tests {
     }
 
     #[test]
+    fn public_url_and_console_limits_are_checked() {
+        let c = load("public_url = \"HTTPS://Kefu.Example.com/\"\n", &[]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://kefu.example.com"));
+        assert_eq!(c.console.idle_timeout_ms, 8 * 3_600_000);
+        for bad in [
+            "kefu.example.com",
+            "ftp://x",
+            "https://x/console",
+            "https://",
+        ] {
+            let e = load(&format!("public_url = \"{bad}\"\n"), &[]).unwrap_err();
+            assert!(e.to_string().contains("public_url"), "{e}");
+        }
+        let c = load("", &[("KEFU_CONSOLE_IDLE_TIMEOUT", "30m")]).unwrap();
+        assert_eq!(c.console.idle_timeout_ms, 30 * 60_000);
+        for bad in [
+            "[console]\nidle_timeout = \"soon\"\n",
+            "[console]\nidle_timeout = \"2d\"\n",
+            "[console]\nlogin_failures_per_account = 0\n",
+        ] {
+            let e = load(bad, &[]).unwrap_err();
+            assert!(e.to_string().contains("console."), "{e}");
+        }
+    }
+
+    #[test]
     fn the_timestamp_window_is_bounded() {
         for bad in ["0", "86400"] {
             let text = format!("[callback]\ntimestamp_tolerance_secs = {bad}\n");

@@ -84,7 +84,7 @@ pub fn may_see(user: &ConsoleUser, ticket: &Ticket) -> bool {
         Role::Agent => match (&ticket.assignee, &user.servicer_userid) {
             (Some(assignee), Some(me)) => assignee == me,
             (Some(_), None) => false,
-            (None, _) => user.groups.iter().any(|g| *g == ticket.grp),
+            (None, _) => user.groups.contains(&ticket.grp),
         },
     }
 }
