@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod crm;
 pub mod crypto;
 pub mod demo;

@@ -76,6 +76,42 @@ enum Command {
         #[command(subcommand)]
         command: CrmCommand,
     },
+    /// Console users: agents and supervisors.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Agent,
+    Supervisor,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a console user; the password is read from the first line of stdin.
+    Add {
+        /// Login name: letters, digits, '.', '_' or '-'.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The kf servicer (userid) whose tickets are this user's own; required for agents.
+        #[arg(long)]
+        servicer_id: Option<String>,
+        /// Skill groups whose queue the user works, comma-separated (presale, order, ...).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Read the password from stdin (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List console users (never their password hashes).
+    List,
+    /// Disable a user: they cannot log in, and their sessions end at once.
+    Disable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +222,121 @@ async fn crm_import(config: Config, file: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn open_store(config: &Config) -> anyhow::Result<kefu::store::Store> {
+    use anyhow::Context;
+    kefu::store::Store::connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store at {}",
+                kefu::config::redact_url(&config.database_url)
+            )
+        })
+}
+
+/// The password on the first line of stdin, without its line ending.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("reading the password from stdin: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        anyhow::bail!(
+            "no password on stdin (pipe it in: echo \"$PW\" | kefu user add ... --password-stdin)"
+        );
+    }
+    Ok(password)
+}
+
+async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    use kefu::clock::{Clock, SystemClock};
+    use kefu::console::{self, Role};
+    match command {
+        UserCommand::Add {
+            name,
+            role,
+            servicer_id,
+            groups,
+            password_stdin: _,
+        } => {
+            let new = console::NewUser {
+                name: name.trim().to_string(),
+                role: match role {
+                    RoleArg::Agent => Role::Agent,
+                    RoleArg::Supervisor => Role::Supervisor,
+                },
+                servicer_userid: servicer_id.map(|s| s.trim().to_string()),
+                groups: groups
+                    .iter()
+                    .map(|g| g.trim().to_string())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+                password: String::new(),
+            };
+            // Check everything but the password before reading it.
+            let check = console::NewUser {
+                password: "x".repeat(console::MIN_PASSWORD_CHARS),
+                ..new
+            };
+            check.validate()?;
+            let new = console::NewUser {
+                password: read_password()?,
+                ..check
+            };
+            let store = open_store(&config).await?;
+            let (name, role) = (new.name.clone(), new.role);
+            let result = console::add_user(&store, new, SystemClock.now_ms()).await;
+            store.close().await;
+            result?;
+            println!("{name}: added ({})", role.as_str());
+            Ok(())
+        }
+        UserCommand::List => {
+            let store = open_store(&config).await?;
+            let users = console::store::users(store.pool()).await;
+            store.close().await;
+            let users = users?;
+            if users.is_empty() {
+                println!("no console users yet: kefu user add --name NAME --role agent|supervisor --password-stdin");
+            }
+            for u in users {
+                let groups: Vec<String> = serde_json::from_str(&u.groups).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.name,
+                    u.role,
+                    u.servicer_userid.as_deref().unwrap_or("-"),
+                    if groups.is_empty() {
+                        "-".to_string()
+                    } else {
+                        groups.join(",")
+                    },
+                    if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    },
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Disable { name } => {
+            let store = open_store(&config).await?;
+            let result = console::disable_user(&store, &name, SystemClock.now_ms()).await;
+            store.close().await;
+            if result? {
+                println!("{name}: disabled; their sessions have ended");
+            } else {
+                println!("{name}: already disabled");
+            }
+            Ok(())
+        }
+    }
+}
+
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -289,6 +440,10 @@ fn main() -> ExitCode {
         } => {
             init_logging(config.log_format, "warn");
             run_async(crm_import(config, file))
+        }
+        Command::User { command } => {
+            init_logging(config.log_format, "warn");
+            run_async(user_command(config, command))
         }
         Command::Serve {
             check_config: false,

@@ -48,6 +48,11 @@ pub struct SlaLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -59,6 +64,9 @@ pub struct Metrics {
     pub recorded: Family<MessageLabel, Counter>,
     pub wecom_calls: Family<ApiLabel, Counter>,
     pub sla: Family<SlaLabel, Counter>,
+    /// Failed console logins by reason: unknown_user, bad_password, disabled, rate_limited,
+    /// bad_csrf, cross_site.
+    pub console_login_failures: Family<ReasonLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -117,7 +125,14 @@ impl Metrics {
             "Ticket SLA warnings (80% of a target's business time) and breaches, by target",
             sla.clone(),
         );
+        let console_login_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "console_login_failures",
+            "Failed console logins, by reason",
+            console_login_failures.clone(),
+        );
         Metrics {
+            console_login_failures,
             sla,
             registry,
             requests,

@@ -92,6 +92,7 @@ fn wire(
         intake = intake.with_kf(kf.clone());
     }
     let wecom_crypt = config.wecom.as_ref().map(|w| Arc::new(w.crypt()));
+    let login_limiter = crate::console::LoginLimiter::new(config.console.login_window_ms);
     let mp = config.mp.as_ref().map(|m| {
         Arc::new(MpChannel {
             token: m.token.clone(),
@@ -110,6 +111,7 @@ fn wire(
         tickets,
         wecom_crypt,
         mp,
+        login_limiter,
     })
 }
 
@@ -147,10 +149,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = state.store.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    // The peer address is what the console's login rate limit counts per client.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")?;
     store.close().await;
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod callback;
 mod classifier;
+mod console;
 mod mp;
 mod priority;
 mod sla;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use crate::crypto::decode_aes_key;
 
 pub use callback::{AckTexts, CallbackLimits, DEFAULT_ACK_TEXT, DEFAULT_OFFLINE_ACK_TEXT};
+pub use console::ConsoleConfig;
 pub use mp::MpConfig;
 pub use tickets::{parse_duration_ms, TicketsConfig};
 pub use wecom::WecomConfig;
@@ -107,7 +109,9 @@ struct RawConfig {
     database_url: Option<String>,
     replies_dir: Option<String>,
     admin_token: Option<String>,
+    public_url: Option<String>,
     log_format: Option<String>,
+    console: Option<console::RawConsole>,
     wecom: Option<wecom::RawWecom>,
     mp: Option<mp::RawMp>,
     callback: Option<callback::RawCallback>,
@@ -131,7 +135,13 @@ pub struct Config {
     pub replies_dir: PathBuf,
     /// Bearer token of the JSON API; without it the API is disabled.
     pub admin_token: Option<String>,
+    /// Where people reach kefu (`public_url`, e.g. `https://kefu.example.com`), as
+    /// scheme://host[:port]: the console's expected Origin, and https makes its cookies
+    /// Secure.
+    pub public_url: Option<String>,
     pub log_format: LogFormat,
+    /// `[console]`: sessions and login limits.
+    pub console: ConsoleConfig,
     pub wecom: Option<WecomConfig>,
     pub mp: Option<MpConfig>,
     /// `[callback]` limits.
@@ -230,6 +240,27 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
+/// `public_url` as scheme://host[:port], lower-cased, without a trailing slash: what a
+/// browser sends as `Origin`. A path is refused (the console lives at /console).
+fn public_origin(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    let bad = || {
+        invalid(
+            "public_url",
+            format!("expected http(s)://host[:port] without a path, got {url:?}"),
+        )
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !(scheme == "http" || scheme == "https")
+        || rest.is_empty()
+        || rest.contains(['/', '?', '#', '@', ' '])
+    {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
 /// "line L, column C: what" for a TOML error, without the text of the line.
 fn parse_error_without_source(text: &str, e: &toml::de::Error) -> String {
     let what = e.message();
@@ -285,6 +316,10 @@ impl RawConfig {
         env.set(&mut self.database_url, "database_url");
         env.set(&mut self.replies_dir, "replies_dir");
         env.set(&mut self.admin_token, "admin_token");
+        env.set(&mut self.public_url, "public_url");
+        self.console
+            .get_or_insert_with(Default::default)
+            .apply_env(env)?;
         env.set(&mut self.log_format, "log_format");
         wecom::RawWecom::apply_env(&mut self.wecom, env);
         mp::RawMp::apply_env(&mut self.mp, env);
@@ -351,6 +386,12 @@ impl RawConfig {
                 ));
             }
         }
+        let public_url = self
+            .public_url
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| public_origin(&u))
+            .transpose()?;
+        let console = self.console.unwrap_or_default().validate()?;
         let wecom = self.wecom.map(wecom::RawWecom::validate).transpose()?;
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
         let (callback, acks) = self.callback.unwrap_or_default().validate()?;
@@ -365,7 +406,9 @@ impl RawConfig {
             database_url,
             replies_dir: PathBuf::from(self.replies_dir.unwrap_or_else(|| "replies".into())),
             admin_token,
+            public_url,
             log_format,
+            console,
             wecom,
             mp,
             callback,
@@ -548,6 +591,32 @@ mod tests {
         }
         let text = "admin_token = \"a-long-enough-admin-token\"\n";
         assert!(Config::from_sources(text, Path::new("kefu.toml"), |_| None).is_ok());
+    }
+
+    #[test]
+    fn public_url_and_console_limits_are_checked() {
+        let c = load("public_url = \"HTTPS://Kefu.Example.com/\"\n", &[]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://kefu.example.com"));
+        assert_eq!(c.console.idle_timeout_ms, 8 * 3_600_000);
+        for bad in [
+            "kefu.example.com",
+            "ftp://x",
+            "https://x/console",
+            "https://",
+        ] {
+            let e = load(&format!("public_url = \"{bad}\"\n"), &[]).unwrap_err();
+            assert!(e.to_string().contains("public_url"), "{e}");
+        }
+        let c = load("", &[("KEFU_CONSOLE_IDLE_TIMEOUT", "30m")]).unwrap();
+        assert_eq!(c.console.idle_timeout_ms, 30 * 60_000);
+        for bad in [
+            "[console]\nidle_timeout = \"soon\"\n",
+            "[console]\nidle_timeout = \"2d\"\n",
+            "[console]\nlogin_failures_per_account = 0\n",
+        ] {
+            let e = load(bad, &[]).unwrap_err();
+            assert!(e.to_string().contains("console."), "{e}");
+        }
     }
 
     #[test]

@@ -81,6 +81,19 @@ pub enum WebError {
         field: &'static str,
         message: String,
     },
+
+    // ------------------------------------------------ console: plain-text bodies
+    /// 303 to the login page: no live console session.
+    LoginRequired,
+    /// 403 with the message: the console user may not do this (an agent on a supervisor
+    /// route, or on a ticket outside their groups and assignments).
+    Forbidden(&'static str),
+    /// 403 `bad or missing CSRF token`: a state-changing console request without its
+    /// session's token.
+    CsrfRejected,
+    /// 403 `cross-site request refused`: the browser says the request comes from another
+    /// site (`Origin`, `Sec-Fetch-Site`).
+    CrossSite,
 }
 
 impl WebError {
@@ -90,7 +103,10 @@ impl WebError {
             BadQuery | MissingParam | BadTimestamp | BodyNotUtf8 | EncryptTypeMismatch | Xml(_) => {
                 StatusCode::BAD_REQUEST
             }
-            StaleTimestamp | Replayed => StatusCode::FORBIDDEN,
+            StaleTimestamp | Replayed | Forbidden(_) | CsrfRejected | CrossSite => {
+                StatusCode::FORBIDDEN
+            }
+            LoginRequired => StatusCode::SEE_OTHER,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -136,6 +152,10 @@ impl WebError {
             NotFound(_) => "not_found",
             Conflict { .. } => "conflict",
             BadField { .. } => "bad_field",
+            LoginRequired => "login_required",
+            Forbidden(_) => "forbidden",
+            CsrfRejected => "bad_csrf",
+            CrossSite => "cross_site",
         }
     }
 }
@@ -188,6 +208,12 @@ impl IntoResponse for WebError {
                 Json(json!({"error": message, "field": field})),
             )
                 .into_response(),
+            WebError::LoginRequired => {
+                (status, [(header::LOCATION, "/console/login")]).into_response()
+            }
+            WebError::Forbidden(message) => (status, message).into_response(),
+            WebError::CsrfRejected => (status, "bad or missing CSRF token").into_response(),
+            WebError::CrossSite => (status, "cross-site request refused").into_response(),
             callback => (status, callback.reason()).into_response(),
         }
     }

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod callback;
+pub mod console;
 mod error;
 mod ops;
 mod replay;
@@ -65,6 +66,8 @@ pub struct Services {
     pub wecom_crypt: Option<Arc<MsgCrypt>>,
     /// Official Account: its token for plain signatures, and crypto for safe mode.
     pub mp: Option<Arc<MpChannel>>,
+    /// Failed console logins per account and client address, for the login rate limit.
+    pub login_limiter: crate::console::LoginLimiter,
 }
 
 /// An Official Account's callback credentials.
@@ -83,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(ops::router())
         .merge(tickets::router())
+        .merge(console::router(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

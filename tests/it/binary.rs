@@ -287,3 +287,189 @@ fn the_demo_runs_the_kf_loop_with_no_wecom_account() {
         "the embedded SQLite default"
     );
 }
+
+/// `kefu user …` with `input` on stdin: (exit code, stdout, stderr).
+fn kefu_user(db_url: &str, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("user")
+        .args(args)
+        .env("KEFU_DATABASE_URL", db_url)
+        .env_remove("KEFU_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Users added, listed and disabled through the binary; the server logs them in.
+async fn console_users_from_the_command_line(db: Db) {
+    let app = TestApp::start(db).await;
+    let url = app.state.config.database_url.clone();
+    let password = "s3cret-password-from-stdin";
+    let (code, out, err) = kefu_user(
+        &url,
+        &[
+            "add",
+            "--name",
+            "li",
+            "--role",
+            "agent",
+            "--servicer-id",
+            "li",
+            "--groups",
+            "aftersale,service",
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains(password) && !err.contains(password));
+
+    // Bad input: a clear message, a failing exit code, nothing added.
+    for (args, input, says) in [
+        (
+            vec![
+                "add",
+                "--name",
+                "wang",
+                "--role",
+                "agent",
+                "--servicer-id",
+                "w",
+                "--groups",
+                "sales",
+                "--password-stdin",
+            ],
+            "long enough password\n",
+            "unknown skill group \"sales\"",
+        ),
+        (
+            vec![
+                "add",
+                "--name",
+                "wang wu",
+                "--role",
+                "supervisor",
+                "--password-stdin",
+            ],
+            "long enough password\n",
+            "user name",
+        ),
+        (
+            vec![
+                "add",
+                "--name",
+                "wang",
+                "--role",
+                "agent",
+                "--password-stdin",
+            ],
+            "long enough password\n",
+            "--servicer-id",
+        ),
+        (
+            vec![
+                "add",
+                "--name",
+                "wang",
+                "--role",
+                "supervisor",
+                "--password-stdin",
+            ],
+            "short\n",
+            "at least 10 characters",
+        ),
+        (
+            vec![
+                "add",
+                "--name",
+                "wang",
+                "--role",
+                "supervisor",
+                "--password-stdin",
+            ],
+            "",
+            "no password on stdin",
+        ),
+        (
+            vec![
+                "add",
+                "--name",
+                "li",
+                "--role",
+                "supervisor",
+                "--password-stdin",
+            ],
+            "long enough password\n",
+            "exists already",
+        ),
+        (vec!["disable", "nobody"], "", "no user \"nobody\""),
+    ] {
+        let (code, out, err) = kefu_user(&url, &args, input);
+        assert_ne!(code, 0, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (code, out, _) = kefu_user(&url, &["list"], "");
+    assert_eq!(code, 0);
+    assert_eq!(out, "li\tagent\tli\taftersale,service\tactive\n");
+    assert!(!out.contains("argon2"), "hashes are never printed");
+
+    // The password given on stdin logs in.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http.get(app.url("/console/login")).send().await.unwrap();
+    let cookie = form.headers()["set-cookie"].to_str().unwrap().to_string();
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let csrf = pair.split_once('=').unwrap().1.to_string();
+    let login = |pw: &'static str| {
+        http.post(app.url("/console/login"))
+            .header("cookie", pair.clone())
+            .form(&[("name", "li"), ("password", pw), ("csrf", &csrf)])
+            .send()
+    };
+    let r = login("s3cret-password-from-stdin").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("kefu_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let home = |s: String| http.get(app.url("/console/")).header("cookie", s).send();
+    assert_eq!(home(session.clone()).await.unwrap().status(), 200);
+
+    // Disabled from the command line: the open session ends, login is refused.
+    let (code, out, err) = kefu_user(&url, &["disable", "li"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(home(session).await.unwrap().status(), 303);
+    assert_eq!(
+        login("s3cret-password-from-stdin").await.unwrap().status(),
+        401
+    );
+    let (_, out, _) = kefu_user(&url, &["list"], "");
+    assert_eq!(out, "li\tagent\tli\taftersale,service\tdisabled\n");
+}
+
+on_both_stores!(console_users_from_the_command_line);

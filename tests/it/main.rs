@@ -7,6 +7,7 @@ mod common;
 mod binary;
 mod callbacks;
 mod classifier;
+mod console;
 mod crm;
 mod interop;
 mod kf;
