@@ -407,44 +407,15 @@ mod tests {
 
     #[test]
     fn agents_see_their_own_tickets_and_their_groups_queue() {
-        let mut t: Ticket = crate::tickets::Ticket {
+        let mut t = Ticket {
             id: "t1".into(),
             channel: "kf".into(),
-            account: "wk".into(),
-            external_userid: "c".into(),
-            open_key: None,
-            customer_name: None,
             status: "queued".into(),
-            reason: "handoff".into(),
             intent: "refund".into(),
             grp: "aftersale".into(),
             priority: 2,
             tier: "normal".into(),
-            tier_reasons: "[]".into(),
-            assignee: None,
-            assigned_at: None,
-            last_assignee: None,
-            last_served_at: None,
-            idle_agent: None,
-            idle_until: None,
-            opened_at: 0,
-            updated_at: 0,
-            last_message: None,
-            last_customer_at: None,
-            last_agent_at: None,
-            first_response_at: None,
-            sla_started_at: 0,
-            waiting_since: None,
-            first_response_due: None,
-            next_response_due: None,
-            resolution_due: 0,
-            paused_at: None,
-            resolved_at: None,
-            closed_at: None,
-            csat: None,
-            csat_agent: None,
-            csat_at: None,
-            version: 0,
+            ..Ticket::default()
         };
         let li = agent("li", &["aftersale"]);
         let wang = agent("wang", &["presale"]);

@@ -177,7 +177,7 @@ impl TicketStatus {
 }
 
 /// A ticket as stored. Times are unix milliseconds.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Ticket {
     pub id: String,
     pub channel: String,
