@@ -73,6 +73,26 @@ pub struct PullReport {
     pub tickets_opened: usize,
     /// Messages added to a customer's open ticket.
     pub appended: usize,
+    /// The pull stopped at [`Paging::max_pages`] with more waiting.
+    pub capped: bool,
+}
+
+/// How a pull pages through `kf/sync_msg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Messages asked for per page (WeCom's maximum is 1000).
+    pub page_size: u32,
+    /// Pages one pull takes at most; the rest waits for the next pull.
+    pub max_pages: usize,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            page_size: 1000,
+            max_pages: 20,
+        }
+    }
 }
 
 pub struct KfService {
@@ -92,6 +112,7 @@ pub struct KfService {
     outbox_lock: Mutex<()>,
     /// Woken when tickets may be waiting for an agent (opened, agent free or added).
     tickets_ready: Notify,
+    paging: std::sync::RwLock<Paging>,
 }
 
 impl KfService {
@@ -116,7 +137,19 @@ impl KfService {
             outbox_ready: Notify::new(),
             outbox_lock: Mutex::new(()),
             tickets_ready: Notify::new(),
+            paging: std::sync::RwLock::new(Paging::default()),
         })
+    }
+
+    /// Page differently from now on (tests use small pages to reach the cap).
+    pub fn set_paging(&self, paging: Paging) {
+        if let Ok(mut p) = self.paging.write() {
+            *p = paging;
+        }
+    }
+
+    pub(super) fn paging(&self) -> Paging {
+        self.paging.read().map(|p| *p).unwrap_or_default()
     }
 
     /// The customer's nickname, tier and standing (see [`crate::crm`]).

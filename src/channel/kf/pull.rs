@@ -136,6 +136,7 @@ impl KfService {
         token: Option<&str>,
     ) -> Result<PullReport, KfError> {
         let open_kfid = open_kfid.clone();
+        let paging = self.paging();
         let mut report = PullReport::default();
         loop {
             let postgres = self.store.backend() == Backend::Postgres;
@@ -154,7 +155,12 @@ impl KfService {
             };
             let page = self
                 .client
-                .sync_msg(open_kfid.as_str(), cursor.as_deref(), token, 1000)
+                .sync_msg(
+                    open_kfid.as_str(),
+                    cursor.as_deref(),
+                    token,
+                    paging.page_size,
+                )
                 .await?;
             report.pages += 1;
             let messages = parse_page(&page);
@@ -176,6 +182,14 @@ impl KfService {
                 self.tickets_ready.notify_one();
             }
             if page["has_more"].as_i64().unwrap_or(0) != 1 {
+                break;
+            }
+            if report.pages >= paging.max_pages {
+                // A backlog larger than this waits for the next pull (the poller's, or the
+                // next callback's) from the cursor saved above: one pull never holds the
+                // account for ever.
+                tracing::info!(open_kfid = %open_kfid, pages = report.pages, "kf pull stopped at its page cap; the rest comes with the next pull");
+                report.capped = true;
                 break;
             }
         }

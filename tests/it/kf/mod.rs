@@ -643,3 +643,34 @@ async fn pull_locks_are_forgotten_after_the_pull() {
     }
     assert_eq!(service.pull_locks_held().await, 0);
 }
+
+/// One pull takes at most `max_pages` pages; a larger backlog comes with the next pull, from
+/// the saved cursor, and nothing is lost or taken twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_stops_at_its_page_cap_and_the_next_one_goes_on() {
+    let kf = start_with(Db::Sqlite, None, None, false).await;
+    let service = kf.app.state.kf.clone().expect("kf configured");
+    service.set_paging(kefu::channel::kf::Paging {
+        page_size: 10,
+        max_pages: 3,
+    });
+    for i in 0..45 {
+        kf.sim
+            .shopper_writes(KFID, &format!("wmBacklog{i}"), "在吗", now_secs());
+    }
+    let first = service.pull(KFID, None).await.unwrap();
+    assert_eq!(
+        (first.pages, first.new_messages, first.capped),
+        (3, 30, true)
+    );
+    let second = service.pull(KFID, None).await.unwrap();
+    assert_eq!(
+        (second.pages, second.new_messages, second.capped),
+        (2, 15, false)
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kf_messages")
+        .fetch_one(kf.app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 45);
+}
