@@ -160,6 +160,14 @@ impl WebError {
     }
 }
 
+impl WebError {
+    /// A JSON API or console request the store could not serve: logged, answered 503.
+    pub fn store(e: sqlx::Error) -> WebError {
+        tracing::error!(error = %e, "store error while serving a request");
+        WebError::ApiStoreUnavailable
+    }
+}
+
 impl From<CryptoError> for WebError {
     fn from(e: CryptoError) -> Self {
         WebError::Crypto(e)

@@ -44,7 +44,7 @@ async fn customer(
         &crate::crm::CustomerKey::Any(id.clone()),
     )
     .await
-    .map_err(store_error)?;
+    .map_err(WebError::store)?;
     let filter = Filter {
         external_userid: Some(id.clone()),
         limit: 100,
@@ -52,7 +52,7 @@ async fn customer(
     };
     let mut tickets = ticket_store::list(pool, &filter)
         .await
-        .map_err(store_error)?;
+        .map_err(WebError::store)?;
     tickets.sort_by_key(|t| std::cmp::Reverse(t.opened_at));
     let mut body = match card {
         Some(card) => json!(card),
@@ -99,9 +99,15 @@ fn ticket_json(t: &Ticket) -> Value {
     })
 }
 
-fn store_error(e: sqlx::Error) -> WebError {
-    tracing::error!(error = %e, "tickets API store error");
-    WebError::ApiStoreUnavailable
+/// The ticket, or 404.
+pub(super) async fn ticket_or_404<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Ticket, WebError> {
+    ticket_store::get(db, id)
+        .await
+        .map_err(WebError::store)?
+        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))
 }
 
 fn ticket_error(e: TicketError) -> WebError {
@@ -119,14 +125,14 @@ fn ticket_error(e: TicketError) -> WebError {
             message: e.to_string(),
             status: None,
         },
-        TicketError::Db(e) => store_error(e),
+        TicketError::Db(e) => WebError::store(e),
     }
 }
 
 fn kf_error(e: KfError) -> WebError {
     match e {
         KfError::Ticket(e) => ticket_error(e),
-        KfError::Db(e) => store_error(e),
+        KfError::Db(e) => WebError::store(e),
         KfError::Api(e) => {
             tracing::error!(error = %e, "tickets API: WeCom call failed");
             WebError::Internal("WeCom could not be reached")
@@ -215,7 +221,7 @@ async fn list(
     };
     let tickets = ticket_store::list(state.store.pool(), &filter)
         .await
-        .map_err(store_error)?;
+        .map_err(WebError::store)?;
     let tickets: Vec<Value> = tickets.iter().map(ticket_json).collect();
     Ok(Json(json!({ "tickets": tickets })).into_response())
 }
@@ -228,15 +234,16 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let pool = state.store.pool();
-    let t = ticket_store::get(pool, &id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+    let t = ticket_or_404(pool, &id).await?;
     let messages = ticket_store::messages(pool, &id)
         .await
-        .map_err(store_error)?;
-    let events = ticket_store::events(pool, &id).await.map_err(store_error)?;
-    let marks = ticket_store::marks(pool, &id).await.map_err(store_error)?;
+        .map_err(WebError::store)?;
+    let events = ticket_store::events(pool, &id)
+        .await
+        .map_err(WebError::store)?;
+    let marks = ticket_store::marks(pool, &id)
+        .await
+        .map_err(WebError::store)?;
     let latest = messages.iter().rev().find(|m| m.author == "customer");
     let suggestions = latest
         .map(|m| state.classifier.current().classify(&m.content).suggestions)
@@ -314,14 +321,11 @@ async fn act(
     };
     let pool = state.store.pool();
     // An unknown ticket is 404 whatever else is wrong with the request.
-    let current = ticket_store::get(pool, &id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+    let current = ticket_or_404(pool, &id).await?;
     let kf = state.kf.as_ref();
     let agents: Vec<Agent> = ticket_store::agents(pool)
         .await
-        .map_err(store_error)?
+        .map_err(WebError::store)?
         .into_iter()
         .map(Agent::from)
         .collect();
@@ -338,10 +342,10 @@ async fn act(
                 });
             };
             if !body.force && current.assignee.as_deref() != Some(agent_id.as_str()) {
-                let mut conn = pool.acquire().await.map_err(store_error)?;
+                let mut conn = pool.acquire().await.map_err(WebError::store)?;
                 let load = ticket_store::loads(&mut conn)
                     .await
-                    .map_err(store_error)?
+                    .map_err(WebError::store)?
                     .into_iter()
                     .find(|(a, _)| *a == agent_id)
                     .map_or(0, |(_, n)| n);
@@ -412,16 +416,16 @@ async fn act(
         }
         "note" => {
             let text = field(body.text, "text", 4000)?;
-            let mut tx = pool.begin().await.map_err(store_error)?;
+            let mut tx = pool.begin().await.map_err(WebError::store)?;
             ticket_store::take_routing_turn(&mut tx)
                 .await
-                .map_err(store_error)?;
+                .map_err(WebError::store)?;
             state
                 .tickets
                 .note(&mut tx, &current, &actor, &text)
                 .await
                 .map_err(ticket_error)?;
-            tx.commit().await.map_err(store_error)?;
+            tx.commit().await.map_err(WebError::store)?;
             return Ok(Json(ticket_json(&current)).into_response());
         }
         "close" => Action::Close,
@@ -448,31 +452,28 @@ async fn plain(
     actor: &str,
     agent: Option<&str>,
 ) -> Result<Ticket, WebError> {
-    let mut tx = state.store.pool().begin().await.map_err(store_error)?;
+    let mut tx = state.store.pool().begin().await.map_err(WebError::store)?;
     ticket_store::take_routing_turn(&mut tx)
         .await
-        .map_err(store_error)?;
-    let t = ticket_store::get(&mut *tx, id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+        .map_err(WebError::store)?;
+    let t = ticket_or_404(&mut *tx, id).await?;
     let t = state
         .tickets
         .act(&mut tx, &t, action, actor, agent)
         .await
         .map_err(ticket_error)?;
-    tx.commit().await.map_err(store_error)?;
+    tx.commit().await.map_err(WebError::store)?;
     Ok(t)
 }
 
 /// `GET /api/agents`: every agent with their load.
 async fn agents(_: Admin, State(state): State<AppState>) -> Result<Response, WebError> {
     let pool = state.store.pool();
-    let rows = ticket_store::agents(pool).await.map_err(store_error)?;
-    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let rows = ticket_store::agents(pool).await.map_err(WebError::store)?;
+    let mut conn = pool.acquire().await.map_err(WebError::store)?;
     let loads: std::collections::HashMap<String, i64> = ticket_store::loads(&mut conn)
         .await
-        .map_err(store_error)?
+        .map_err(WebError::store)?
         .into_iter()
         .collect();
     let agents: Vec<Value> = rows
@@ -512,7 +513,7 @@ async fn save_agent(
     // Fields left out keep their current values; a new agent gets the defaults.
     let existing = ticket_store::agents(state.store.pool())
         .await
-        .map_err(store_error)?
+        .map_err(WebError::store)?
         .into_iter()
         .map(Agent::from)
         .find(|a| a.servicer_userid == id);
@@ -567,14 +568,14 @@ async fn save_agent(
     match &state.kf {
         Some(kf) => kf.save_agent(&agent, set_duty).await.map_err(kf_error)?,
         None => {
-            let mut tx = state.store.pool().begin().await.map_err(store_error)?;
+            let mut tx = state.store.pool().begin().await.map_err(WebError::store)?;
             ticket_store::take_routing_turn(&mut tx)
                 .await
-                .map_err(store_error)?;
+                .map_err(WebError::store)?;
             ticket_store::upsert_agent(&mut tx, &agent.to_row(state.clock.now_ms()), set_duty)
                 .await
-                .map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
+                .map_err(WebError::store)?;
+            tx.commit().await.map_err(WebError::store)?;
         }
     }
     Ok(Json(json!(agent)).into_response())

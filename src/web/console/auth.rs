@@ -73,11 +73,6 @@ pub fn equal_tokens(a: &str, b: &str) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn store_error(e: sqlx::Error) -> WebError {
-    tracing::error!(error = %e, "console store error");
-    WebError::ApiStoreUnavailable
-}
-
 /// The session named by the request's cookie, if it is live; an expired one is deleted.
 /// Seen again, its idle clock restarts.
 pub async fn load_session(
@@ -91,7 +86,7 @@ pub async fn load_session(
     let pool = state.store.pool();
     let Some(row) = console_store::session(pool, &hash)
         .await
-        .map_err(store_error)?
+        .map_err(WebError::store)?
     else {
         return Ok(None);
     };
@@ -102,14 +97,14 @@ pub async fn load_session(
     {
         console_store::delete_session(pool, &hash)
             .await
-            .map_err(store_error)?;
+            .map_err(WebError::store)?;
         return Ok(None);
     }
     // One write a few seconds at most, not one per request.
     if now - row.last_seen_at >= 5_000 {
         console_store::touch_session(pool, &hash, now)
             .await
-            .map_err(store_error)?;
+            .map_err(WebError::store)?;
     }
     Ok(Some(Session {
         user: ConsoleUser::from_parts(

@@ -97,11 +97,6 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-fn store_error(e: sqlx::Error) -> WebError {
-    tracing::error!(error = %e, "console store error");
-    WebError::ApiStoreUnavailable
-}
-
 // ---- login and logout ----
 
 /// The login page, with a fresh login-form token in a cookie of its own (double submit).
@@ -213,7 +208,7 @@ async fn login(
     let user = if console::valid_name(&name) {
         console_store::user(state.store.pool(), &name)
             .await
-            .map_err(store_error)?
+            .map_err(WebError::store)?
     } else {
         None
     };
@@ -250,14 +245,14 @@ async fn login(
     let token = console::new_token();
     let csrf = console::new_token();
     let pool = state.store.pool();
-    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let mut conn = pool.acquire().await.map_err(WebError::store)?;
     console_store::delete_expired(
         &mut *conn,
         now - limits.idle_timeout_ms,
         now - limits.session_lifetime_ms,
     )
     .await
-    .map_err(store_error)?;
+    .map_err(WebError::store)?;
     console_store::insert_session(
         &mut conn,
         &console::token_hash(&token),
@@ -266,7 +261,7 @@ async fn login(
         now,
     )
     .await
-    .map_err(store_error)?;
+    .map_err(WebError::store)?;
     tracing::info!(user = %user.name, "console login");
     let mut resp = Redirect::to("/console/").into_response();
     let h = resp.headers_mut();
@@ -285,7 +280,7 @@ async fn login(
 async fn logout(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
     console_store::delete_session(state.store.pool(), &session.token_hash)
         .await
-        .map_err(store_error)?;
+        .map_err(WebError::store)?;
     let mut resp = Redirect::to(LOGIN_PATH).into_response();
     if let Ok(v) =
         header::HeaderValue::from_str(&set_cookie(&state, SESSION_COOKIE, "", "/console", Some(0)))
@@ -364,7 +359,7 @@ async fn visible_tickets(state: &AppState, user: &ConsoleUser) -> Result<Vec<Tic
     }
     let mut seen = HashMap::new();
     for f in &filters {
-        for t in ticket_store::list(pool, f).await.map_err(store_error)? {
+        for t in ticket_store::list(pool, f).await.map_err(WebError::store)? {
             if t.status().is_open() && may_see(user, &t) {
                 seen.entry(t.id.clone()).or_insert(t);
             }
@@ -413,10 +408,7 @@ async fn ticket_page(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let pool = state.store.pool();
-    let t = ticket_store::get(pool, &id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))?;
+    let t = super::tickets::ticket_or_404(pool, &id).await?;
     if !may_see(&session.user, &t) {
         return Err(WebError::Forbidden(
             "this ticket is neither yours nor in your groups' queue",
@@ -424,7 +416,7 @@ async fn ticket_page(
     }
     let messages: Vec<MessageView> = ticket_store::messages(pool, &id)
         .await
-        .map_err(store_error)?
+        .map_err(WebError::store)?
         .into_iter()
         .map(|m| MessageView {
             author: m.author,
@@ -464,11 +456,11 @@ async fn agents_page(
     session: Session,
 ) -> Result<Response, WebError> {
     let pool = state.store.pool();
-    let rows = ticket_store::agents(pool).await.map_err(store_error)?;
-    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let rows = ticket_store::agents(pool).await.map_err(WebError::store)?;
+    let mut conn = pool.acquire().await.map_err(WebError::store)?;
     let loads: HashMap<String, i64> = ticket_store::loads(&mut conn)
         .await
-        .map_err(store_error)?
+        .map_err(WebError::store)?
         .into_iter()
         .collect();
     let agents: Vec<AgentView> = rows
