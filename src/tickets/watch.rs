@@ -66,9 +66,10 @@ impl TicketService {
                     if store::insert_mark(conn, &t.id, target.as_str(), kind, start, due, now)
                         .await?
                     {
-                        self.record(
+                        self.event(
                             conn,
                             &t.id,
+                            "kefu",
                             if *is_breach {
                                 "sla_breach"
                             } else {
@@ -130,28 +131,5 @@ impl TicketService {
             }
         }
         Ok(closed)
-    }
-
-    async fn record(
-        &self,
-        conn: &mut AnyConnection,
-        ticket_id: &str,
-        kind: &str,
-        detail: serde_json::Value,
-    ) -> Result<(), TicketError> {
-        let now = self.now_ms();
-        store::insert_event(
-            conn,
-            &store::TicketEvent {
-                id: super::row_id(now),
-                ticket_id: ticket_id.into(),
-                at: now,
-                actor: "kefu".into(),
-                kind: kind.into(),
-                detail: detail.to_string(),
-            },
-        )
-        .await?;
-        Ok(())
     }
 }

@@ -99,6 +99,18 @@ fn ticket_json(t: &Ticket) -> Value {
     })
 }
 
+/// Every agent, as routing sees them.
+async fn all_agents<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+) -> Result<Vec<Agent>, WebError> {
+    Ok(ticket_store::agents(db)
+        .await
+        .map_err(WebError::store)?
+        .into_iter()
+        .map(Agent::from)
+        .collect())
+}
+
 /// The ticket, or 404.
 pub(super) async fn ticket_or_404<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
@@ -323,15 +335,10 @@ async fn act(
     // An unknown ticket is 404 whatever else is wrong with the request.
     let current = ticket_or_404(pool, &id).await?;
     let kf = state.kf.as_ref();
-    let agents: Vec<Agent> = ticket_store::agents(pool)
-        .await
-        .map_err(WebError::store)?
-        .into_iter()
-        .map(Agent::from)
-        .collect();
     let action = match action.as_str() {
         "assign" => {
             let agent_id = field(body.agent, "agent", 64)?;
+            let agents = all_agents(pool).await?;
             let Some(agent) = agents
                 .iter()
                 .find(|a| a.servicer_userid == agent_id && a.active)
@@ -387,7 +394,8 @@ async fn act(
                     message: format!("WeCom takes at most {MAX_REPLY_BYTES} bytes of text"),
                 });
             }
-            if !agents
+            if !all_agents(pool)
+                .await?
                 .iter()
                 .any(|a| a.servicer_userid == actor && a.active)
             {
@@ -469,7 +477,7 @@ async fn plain(
 /// `GET /api/agents`: every agent with their load.
 async fn agents(_: Admin, State(state): State<AppState>) -> Result<Response, WebError> {
     let pool = state.store.pool();
-    let rows = ticket_store::agents(pool).await.map_err(WebError::store)?;
+    let rows = all_agents(pool).await?;
     let mut conn = pool.acquire().await.map_err(WebError::store)?;
     let loads: std::collections::HashMap<String, i64> = ticket_store::loads(&mut conn)
         .await
@@ -478,7 +486,6 @@ async fn agents(_: Admin, State(state): State<AppState>) -> Result<Response, Web
         .collect();
     let agents: Vec<Value> = rows
         .into_iter()
-        .map(Agent::from)
         .map(|a| {
             let mut v = json!(a);
             v["load"] = json!(loads.get(&a.servicer_userid).copied().unwrap_or(0));
@@ -511,11 +518,9 @@ async fn save_agent(
     })?;
     let id = field(b.servicer_userid, "servicer_userid", 64)?;
     // Fields left out keep their current values; a new agent gets the defaults.
-    let existing = ticket_store::agents(state.store.pool())
-        .await
-        .map_err(WebError::store)?
+    let existing = all_agents(state.store.pool())
+        .await?
         .into_iter()
-        .map(Agent::from)
         .find(|a| a.servicer_userid == id);
     let groups = match (b.groups, &existing) {
         (Some(g), _) => g,

@@ -36,7 +36,7 @@ struct Verdict {
 }
 
 /// What the ticket shows for a message that is not text.
-fn describe(msgtype: Option<&str>) -> String {
+pub(super) fn describe(msgtype: Option<&str>) -> String {
     format!("[{}]", msgtype.unwrap_or("message"))
 }
 

@@ -21,7 +21,7 @@ use crate::wecom::api::ApiError;
 const ALERT_LINES_SHOWN: usize = 10;
 
 /// The outbox's name for one conversation: a kf account and a shopper.
-fn chat_key(open_kfid: &OpenKfId, external_userid: &ExternalUserId) -> String {
+pub(super) fn chat_key(open_kfid: &OpenKfId, external_userid: &ExternalUserId) -> String {
     format!("{open_kfid}/{external_userid}")
 }
 

@@ -53,8 +53,12 @@ pub struct ReplyOutcome {
     pub quota_left: i64,
 }
 
-fn chat_key(account: &str, customer: &str) -> String {
-    format!("{account}/{customer}")
+/// The kf account and shopper a ticket's chat is with.
+fn chat_of(t: &Ticket) -> (OpenKfId, ExternalUserId) {
+    (
+        OpenKfId::from(t.account.as_str()),
+        ExternalUserId::from(t.external_userid.as_str()),
+    )
 }
 
 impl KfService {
@@ -192,10 +196,7 @@ impl KfService {
         state: SessionState,
         agent: &str,
     ) -> Result<(), KfError> {
-        let (kfid, customer) = (
-            OpenKfId::from(t.account.as_str()),
-            ExternalUserId::from(t.external_userid.as_str()),
-        );
+        let (kfid, customer) = chat_of(t);
         let trans = json!({"open_kfid": kfid, "external_userid": customer,
                            "service_state": state.as_i64(), "servicer_userid": agent});
         self.enqueue(
@@ -278,10 +279,7 @@ impl KfService {
             .await?;
         let settings = self.tickets.settings();
         if t.channel == "kf" {
-            let (kfid, customer) = (
-                OpenKfId::from(t.account.as_str()),
-                ExternalUserId::from(t.external_userid.as_str()),
-            );
+            let (kfid, customer) = chat_of(&t);
             let state = kf_store::session_state(&mut tx, &kfid, &customer).await?;
             match settings.agents_reply_in {
                 ReplyMode::Console => {
@@ -339,10 +337,7 @@ impl KfService {
             )
             .into());
         }
-        let (kfid, customer) = (
-            OpenKfId::from(t.account.as_str()),
-            ExternalUserId::from(t.external_userid.as_str()),
-        );
+        let (kfid, customer) = chat_of(&t);
         let state = kf_store::session_state(&mut tx, &kfid, &customer).await?;
         if matches!(state, Some(SessionState::Pool | SessionState::Agent)) {
             return Err(TicketError::Conflict(
@@ -395,7 +390,7 @@ impl KfService {
             return Ok(0);
         }
         // Rows written since kefu recorded that message (both on kefu's clock).
-        let chat = chat_key(kfid.as_str(), customer.as_str());
+        let chat = super::outbox::chat_key(kfid, customer);
         let used = outbox_store::sends_since(tx, &chat, received_ms).await?;
         Ok((SEND_QUOTA - used).max(0))
     }
@@ -436,7 +431,7 @@ impl KfService {
         let agent = p.message.servicer_userid.as_deref().unwrap_or("wecom");
         let shown = content
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("[{}]", p.message.msgtype.as_deref().unwrap_or("message")));
+            .unwrap_or_else(|| super::decide::describe(p.message.msgtype.as_deref()));
         self.tickets
             .agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown)
             .await?;
