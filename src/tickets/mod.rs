@@ -329,6 +329,7 @@ impl TicketService {
         agent: &str,
         msgid: Option<&str>,
         content: &str,
+        reply_id: Option<&str>,
     ) -> Result<Ticket, TicketError> {
         let now = self.clock.now_ms();
         let mut t = ticket.clone();
@@ -361,6 +362,7 @@ impl TicketService {
                 intent: None,
                 confidence: None,
                 at: now,
+                reply_id: reply_id.map(str::to_owned),
             },
         )
         .await?;
@@ -630,6 +632,7 @@ impl TicketService {
                 intent: Some(m.intent.into()),
                 confidence: m.confidence,
                 at: m.at_ms,
+                reply_id: None,
             },
         )
         .await?;

@@ -369,6 +369,8 @@ pub struct TicketMessage {
     pub intent: Option<String>,
     pub confidence: Option<f64>,
     pub at: i64,
+    /// The library reply an agent's message came from (a suggestion, perhaps edited).
+    pub reply_id: Option<String>,
 }
 
 /// The ticket a message (a kf msgid or an outbox id) belongs to, if any.
@@ -385,7 +387,7 @@ pub async fn ticket_of_message(
 pub async fn insert_message(conn: &mut AnyConnection, m: &TicketMessage) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO ticket_messages (id, ticket_id, msgid, author, agent, content, intent, \
-         confidence, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         confidence, at, reply_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&m.id)
     .bind(&m.ticket_id)
@@ -396,6 +398,7 @@ pub async fn insert_message(conn: &mut AnyConnection, m: &TicketMessage) -> sqlx
     .bind(&m.intent)
     .bind(m.confidence)
     .bind(m.at)
+    .bind(&m.reply_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -406,8 +409,8 @@ pub async fn messages<'e>(
     ticket_id: &str,
 ) -> sqlx::Result<Vec<TicketMessage>> {
     sqlx::query_as(
-        "SELECT id, ticket_id, msgid, author, agent, content, intent, confidence, at \
-         FROM ticket_messages WHERE ticket_id = $1 ORDER BY at, id",
+        "SELECT id, ticket_id, msgid, author, agent, content, intent, confidence, at, \
+         reply_id FROM ticket_messages WHERE ticket_id = $1 ORDER BY at, id",
     )
     .bind(ticket_id)
     .fetch_all(db)

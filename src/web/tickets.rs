@@ -417,7 +417,7 @@ async fn act(
                 });
             }
             let out = kf
-                .reply_to_ticket(&id, &actor, &text)
+                .reply_to_ticket(&id, &actor, &text, None)
                 .await
                 .map_err(kf_error)?;
             return Ok(Json(json!(out)).into_response());

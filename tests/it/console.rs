@@ -531,6 +531,7 @@ async fn customer_text_is_escaped_and_scripts_are_forbidden(db: Db) {
                 intent: None,
                 confidence: None,
                 at: app.clock_ms() + 1 + i as i64,
+                reply_id: None,
             },
         )
         .await

@@ -322,6 +322,7 @@ impl KfService {
         id: &str,
         agent: &str,
         text: &str,
+        reply_id: Option<&str>,
     ) -> Result<ReplyOutcome, KfError> {
         let (mut tx, t) = self.ticket_tx_for(id).await?;
         if !t.status().is_open() {
@@ -364,7 +365,7 @@ impl KfService {
             .enqueue_returning_id(&mut tx, OutboxApi::SendMsg, body, Some((&kfid, &customer)))
             .await?;
         self.tickets
-            .agent_replied(&mut tx, &t, agent, Some(&outbox_id), text)
+            .agent_replied(&mut tx, &t, agent, Some(&outbox_id), text, reply_id)
             .await?;
         tx.commit().await?;
         self.outbox_ready.notify_one();
@@ -433,7 +434,7 @@ impl KfService {
             .map(str::to_owned)
             .unwrap_or_else(|| super::decide::describe(p.message.msgtype.as_deref()));
         self.tickets
-            .agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown)
+            .agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown, None)
             .await?;
         Ok(())
     }
