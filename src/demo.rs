@@ -3,6 +3,7 @@
 //! SQLite file by default), plays a few scripted shoppers — a VIP among them — and prints
 //! what each one wrote and what the shop answered, then keeps serving so you can look around.
 
+use crate::console::Role;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +171,7 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
     }
 
     show_tickets(&state).await;
+    add_demo_users(&state).await;
 
     let counts = crate::store::kf::status_counts(state.store.pool())
         .await
@@ -185,6 +187,10 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         println!("  the tickets API (GET /api/tickets) needs admin_token set (KEFU_ADMIN_TOKEN)");
     }
     println!("  echo '退货地址是哪里' | cargo run --release -- classify");
+    println!("\nThe console: http://{addr}/console/ (demo logins, for this demo store only)");
+    for (name, role, password) in DEMO_USERS.iter().map(|u| (u.0, u.1.as_str(), u.4)) {
+        println!("  {name:<6} {password:<16} ({role})");
+    }
     println!("  the store: {db} (tables kf_messages, outbox, kf_sessions, inbound_messages)");
     if once {
         let _ = stop.send(true);
@@ -195,6 +201,50 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
     let result = server.await.context("server task")?;
     let _ = stop.send(true);
     result
+}
+
+/// The demo's console users: name, role, servicer, groups, password. The agents are the
+/// demo's two servicers.
+type DemoUser = (
+    &'static str,
+    Role,
+    Option<&'static str>,
+    &'static [&'static str],
+    &'static str,
+);
+const DEMO_USERS: [DemoUser; 3] = [
+    (
+        "li",
+        Role::Agent,
+        Some("li"),
+        &["service", "aftersale", "logistics"],
+        "demo-li-2026",
+    ),
+    (
+        "zhang",
+        Role::Agent,
+        Some("zhang"),
+        &["presale", "order", "logistics", "account"],
+        "demo-zhang-2026",
+    ),
+    ("lead", Role::Supervisor, None, &[], "demo-lead-2026"),
+];
+
+/// Create the demo's console users, unless the store has them from an earlier run.
+async fn add_demo_users(state: &crate::web::AppState) {
+    for (name, role, servicer, groups, password) in DEMO_USERS {
+        let new = crate::console::NewUser {
+            name: name.into(),
+            role,
+            servicer_userid: servicer.map(str::to_string),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            password: password.into(),
+        };
+        match crate::console::add_user(&state.store, new, state.clock.now_ms()).await {
+            Ok(()) | Err(crate::console::UserError::Exists(_)) => {}
+            Err(e) => eprintln!("demo user {name}: {e}"),
+        }
+    }
 }
 
 /// The ticket queue as a supervisor sees it (most urgent first), once routing has run.

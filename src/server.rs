@@ -100,6 +100,7 @@ fn wire(
             crypt: m.crypt(),
         })
     });
+    let feed = crate::console::feed::Feed::new(store.pool().clone());
     AppState::new(Services {
         config: Arc::new(config),
         store,
@@ -112,6 +113,7 @@ fn wire(
         wecom_crypt,
         mp,
         login_limiter,
+        feed,
     })
 }
 

@@ -18,6 +18,9 @@ pub struct ConsoleConfig {
     pub login_failures_per_address: u32,
     /// The sliding window of the two limits (default 15 min).
     pub login_window_ms: i64,
+    /// Compliance-lexicon categories that only warn an agent's free reply (the agent may send
+    /// it after confirming); every other category blocks it (`compliance_warn`, default none).
+    pub compliance_warn: Vec<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -28,6 +31,7 @@ impl Default for ConsoleConfig {
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_window_ms: 15 * 60_000,
+            compliance_warn: Vec::new(),
         }
     }
 }
@@ -40,6 +44,7 @@ pub(super) struct RawConsole {
     login_failures_per_account: Option<u32>,
     login_failures_per_address: Option<u32>,
     login_window: Option<String>,
+    compliance_warn: Option<Vec<String>>,
 }
 
 impl RawConsole {
@@ -102,7 +107,23 @@ impl RawConsole {
                 Err(invalid(key, "must be between 1 and 1000"))
             }
         };
+        let compliance_warn = self.compliance_warn.unwrap_or_default();
+        let lexicon = crate::library::lexicon::Lexicon::builtin();
+        if let Some(bad) = compliance_warn
+            .iter()
+            .find(|c| !lexicon.categories().iter().any(|k| &k.id == *c))
+        {
+            let known: Vec<&str> = lexicon.categories().iter().map(|k| k.id.as_str()).collect();
+            return Err(invalid(
+                "console.compliance_warn",
+                format!(
+                    "unknown category {bad:?}; the categories are {}",
+                    known.join(", ")
+                ),
+            ));
+        }
         Ok(ConsoleConfig {
+            compliance_warn,
             idle_timeout_ms,
             session_lifetime_ms,
             login_failures_per_account: limit(

@@ -613,6 +613,7 @@ mod tests {
             "[console]\nidle_timeout = \"soon\"\n",
             "[console]\nidle_timeout = \"2d\"\n",
             "[console]\nlogin_failures_per_account = 0\n",
+            "[console]\ncompliance_warn = [\"no_such_category\"]\n",
         ] {
             let e = load(bad, &[]).unwrap_err();
             assert!(e.to_string().contains("console."), "{e}");

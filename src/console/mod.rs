@@ -6,7 +6,10 @@
 //! without a request, after `session_lifetime` whatever happens, and at once when its user
 //! is disabled (the sessions are deleted, and a lookup also requires an enabled user).
 
+pub mod compliance;
+pub mod feed;
 pub mod store;
+pub mod suggest;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, OnceLock};

@@ -495,6 +495,45 @@ impl TicketService {
         .await
     }
 
+    /// Escalate an open ticket (a supervisor's action): one step more urgent, so it comes
+    /// first in its queue, and from `high` up goes to a senior agent when next routed. The
+    /// SLA due times stay those the ticket opened with.
+    pub async fn escalate(
+        &self,
+        conn: &mut AnyConnection,
+        ticket: &Ticket,
+        actor: &str,
+    ) -> Result<Ticket, TicketError> {
+        if !ticket.status().is_open() {
+            return Err(TicketError::Forbidden {
+                action: "escalate",
+                status: ticket.status().as_str(),
+            });
+        }
+        let from = ticket.priority();
+        let to = from.raised();
+        if to == from {
+            return Err(TicketError::Conflict(format!(
+                "ticket {} is {} already",
+                ticket.id,
+                from.as_str()
+            )));
+        }
+        let mut t = ticket.clone();
+        t.priority = to.rank();
+        t.updated_at = self.clock.now_ms();
+        self.write(
+            conn,
+            &t,
+            actor,
+            "escalated",
+            serde_json::json!({"from": from.as_str(), "to": to.as_str()}),
+        )
+        .await?;
+        t.version += 1;
+        Ok(t)
+    }
+
     /// Record the shopper's satisfaction rating, once per ticket, while it is resolved or
     /// closed. False if it was rated already or is open again.
     pub async fn record_csat(

@@ -485,6 +485,23 @@ pub async fn insert_mark(
 }
 
 /// (target, kind) of every mark on a ticket.
+/// The SLA marks of the open tickets: ticket id -> (kind, the due time it was for).
+pub async fn open_marks<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> sqlx::Result<std::collections::HashMap<String, Vec<(String, i64)>>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT m.ticket_id, m.kind, m.due_at FROM sla_marks m \
+         JOIN tickets t ON t.id = m.ticket_id WHERE t.open_key IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
+    for (id, kind, due) in rows {
+        out.entry(id).or_default().push((kind, due));
+    }
+    Ok(out)
+}
+
 pub async fn marks<'e>(
     db: impl Executor<'e, Database = Any>,
     ticket_id: &str,

@@ -68,6 +68,8 @@ pub struct Services {
     pub mp: Option<Arc<MpChannel>>,
     /// Failed console logins per account and client address, for the login rate limit.
     pub login_limiter: crate::console::LoginLimiter,
+    /// Ticket changes for the console's live pages.
+    pub feed: crate::console::feed::Feed,
 }
 
 /// An Official Account's callback credentials.

@@ -100,7 +100,7 @@ fn ticket_json(t: &Ticket) -> Value {
 }
 
 /// Every agent, as routing sees them.
-async fn all_agents<'e>(
+pub(super) async fn all_agents<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
 ) -> Result<Vec<Agent>, WebError> {
     Ok(ticket_store::agents(db)
@@ -122,7 +122,7 @@ pub(super) async fn ticket_or_404<'e>(
         .ok_or_else(|| WebError::NotFound(format!("no ticket {id}")))
 }
 
-fn ticket_error(e: TicketError) -> WebError {
+pub(super) fn ticket_error(e: TicketError) -> WebError {
     match e {
         TicketError::NotFound(id) => WebError::NotFound(format!("no ticket {id}")),
         e @ TicketError::Forbidden { status, .. } => WebError::Conflict {
@@ -141,7 +141,7 @@ fn ticket_error(e: TicketError) -> WebError {
     }
 }
 
-fn kf_error(e: KfError) -> WebError {
+pub(super) fn kf_error(e: KfError) -> WebError {
     match e {
         KfError::Ticket(e) => ticket_error(e),
         KfError::Db(e) => WebError::store(e),
@@ -154,15 +154,72 @@ fn kf_error(e: KfError) -> WebError {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct ListQuery {
-    status: Option<String>,
-    group: Option<String>,
-    priority: Option<String>,
-    tier: Option<String>,
-    assignee: Option<String>,
-    breached: Option<String>,
-    customer: Option<String>,
-    limit: Option<i64>,
+pub(super) struct ListQuery {
+    pub status: Option<String>,
+    pub group: Option<String>,
+    pub priority: Option<String>,
+    pub tier: Option<String>,
+    pub assignee: Option<String>,
+    pub breached: Option<String>,
+    pub customer: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl ListQuery {
+    /// The store filter this query asks for; 422 naming a field that is not known.
+    pub(super) fn filter(self) -> Result<Filter, WebError> {
+        let bad = |field: &'static str, v: &str| WebError::BadField {
+            field,
+            message: format!("unknown {field} {v:?}"),
+        };
+        let empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let status = empty(self.status);
+        if let Some(s) = &status {
+            TicketStatus::parse(s).ok_or_else(|| bad("status", s))?;
+        }
+        let group = empty(self.group);
+        if let Some(g) = &group {
+            if !known_group(g) {
+                return Err(bad("group", g));
+            }
+        }
+        let priority = match empty(self.priority) {
+            Some(p) => Some(
+                Priority::parse(&p)
+                    .ok_or_else(|| bad("priority", &p))?
+                    .rank(),
+            ),
+            None => None,
+        };
+        let tier = empty(self.tier);
+        if let Some(t) = &tier {
+            CustomerTier::parse(t).ok_or_else(|| bad("tier", t))?;
+        }
+        let breached = match empty(self.breached).as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(v) => return Err(bad("breached", v)),
+        };
+        let limit = self.limit.unwrap_or(200);
+        if !(1..=1000).contains(&limit) {
+            return Err(WebError::BadField {
+                field: "limit",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        Ok(Filter {
+            status,
+            group,
+            priority,
+            tier,
+            assignee: empty(self.assignee),
+            breached,
+            external_userid: empty(self.customer),
+            limit,
+            newest_first: false,
+        })
+    }
 }
 
 fn known_group(g: &str) -> bool {
@@ -180,57 +237,7 @@ async fn list(
         field: "query",
         message: "the query string is not form-encoded".into(),
     })?;
-    let bad = |field: &'static str, v: &str| WebError::BadField {
-        field,
-        message: format!("unknown {field} {v:?}"),
-    };
-    let empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let status = empty(q.status);
-    if let Some(s) = &status {
-        TicketStatus::parse(s).ok_or_else(|| bad("status", s))?;
-    }
-    let group = empty(q.group);
-    if let Some(g) = &group {
-        if !known_group(g) {
-            return Err(bad("group", g));
-        }
-    }
-    let priority = match empty(q.priority) {
-        Some(p) => Some(
-            Priority::parse(&p)
-                .ok_or_else(|| bad("priority", &p))?
-                .rank(),
-        ),
-        None => None,
-    };
-    let tier = empty(q.tier);
-    if let Some(t) = &tier {
-        CustomerTier::parse(t).ok_or_else(|| bad("tier", t))?;
-    }
-    let breached = match empty(q.breached).as_deref() {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(v) => return Err(bad("breached", v)),
-    };
-    let limit = q.limit.unwrap_or(200);
-    if !(1..=1000).contains(&limit) {
-        return Err(WebError::BadField {
-            field: "limit",
-            message: "must be between 1 and 1000".into(),
-        });
-    }
-    let filter = Filter {
-        status,
-        group,
-        priority,
-        tier,
-        assignee: empty(q.assignee),
-        breached,
-        external_userid: empty(q.customer),
-        limit,
-        newest_first: false,
-    };
+    let filter = q.filter()?;
     let tickets = ticket_store::list(state.store.pool(), &filter)
         .await
         .map_err(WebError::store)?;
@@ -296,7 +303,7 @@ struct ActionBody {
     text: Option<String>,
 }
 
-fn field(v: Option<String>, name: &'static str, max: usize) -> Result<String, WebError> {
+pub(super) fn field(v: Option<String>, name: &'static str, max: usize) -> Result<String, WebError> {
     match v.map(|s| s.trim().to_string()) {
         Some(s) if !s.is_empty() && s.chars().count() <= max => Ok(s),
         Some(s) if !s.is_empty() => Err(WebError::BadField {
@@ -311,7 +318,7 @@ fn field(v: Option<String>, name: &'static str, max: usize) -> Result<String, We
 }
 
 /// WeCom takes at most 2048 bytes of text in one message.
-const MAX_REPLY_BYTES: usize = 2048;
+pub(super) const MAX_REPLY_BYTES: usize = 2048;
 
 /// `POST /api/tickets/{id}/{assign|resolve|close|reopen|pending|note|reply}`.
 async fn act(
@@ -453,7 +460,7 @@ async fn act(
 
 /// A lifecycle action without WeCom (no `[wecom] secret`), in its own transaction (routing
 /// turn first).
-async fn plain(
+pub(super) async fn plain(
     state: &AppState,
     id: &str,
     action: Action,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use kefu::console::{self, NewUser, Role};
 use kefu::crm::{CustomerTier, Standing};
 use kefu::tickets::store::{self as ticket_store, TicketMessage};
-use kefu::tickets::{Incoming, OpenReason, Ticket};
+use kefu::tickets::{Action, Incoming, OpenReason, Ticket};
 
 use crate::common::*;
 
@@ -569,8 +569,10 @@ async fn customer_text_is_escaped_and_scripts_are_forbidden(db: Db) {
         "{}",
         p.body
     );
-    // Nothing on the page runs inline: no script elements, no event handlers of ours.
-    assert!(!p.body.contains("<script"));
+    // Nothing on the page runs inline: the one script element is the console's own file.
+    let own = "<script src=\"/console/static/console.js\" defer></script>";
+    assert_eq!(p.body.matches("<script").count(), 1, "{}", p.body);
+    assert!(p.body.contains(own));
     // The login page is covered too.
     let login = Browser::new(&app).get("/console/login").await;
     assert!(login.header("content-security-policy").starts_with(CSP));
@@ -628,4 +630,87 @@ on_both_stores!(
     agents_see_only_their_groups_and_own_tickets,
     customer_text_is_escaped_and_scripts_are_forbidden,
     cookies_are_secure_and_origin_is_public_url_under_https,
+    the_event_stream_says_hello_then_names_the_changes_each_user_may_see,
 );
+
+/// Read a server-sent event stream until an event of `kind` whose data contains `needle`,
+/// for at most `within`; the events' raw text up to there, or `None`.
+async fn read_event(
+    resp: &mut reqwest::Response,
+    kind: &str,
+    needle: &str,
+    within: std::time::Duration,
+) -> Option<String> {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.ok()?;
+        seen.push_str(&String::from_utf8_lossy(&chunk.ok()??));
+        let found = seen.split("\n\n").any(|e| {
+            e.lines().any(|l| l == format!("event: {kind}"))
+                && e.lines()
+                    .any(|l| l.starts_with("data:") && l.contains(needle))
+        });
+        if found {
+            return Some(seen);
+        }
+    }
+}
+
+async fn the_event_stream_says_hello_then_names_the_changes_each_user_may_see(db: Db) {
+    let app = TestApp::start(db).await;
+    add_user(&app, "li", Role::Agent, Some("li"), &["aftersale"]).await;
+    add_user(&app, "zhang", Role::Agent, Some("zhang"), &["presale"]).await;
+    add_user(&app, "lead", Role::Supervisor, None, &[]).await;
+    let t = open_ticket(&app, "c-live", "return_request", "我要退货").await;
+    let mut streams = Vec::new();
+    for name in ["li", "zhang", "lead"] {
+        let mut b = Browser::new(&app);
+        assert_eq!(b.login(name, PASSWORD).await.status, 303);
+        let mut resp = b
+            .http
+            .get(app.url("/console/events"))
+            .header("cookie", b.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        // Every (re)connection starts with hello: the page reloads what it shows.
+        assert!(
+            read_event(&mut resp, "hello", "{}", std::time::Duration::from_secs(5))
+                .await
+                .is_some(),
+            "{name} gets hello"
+        );
+        streams.push((name, resp));
+    }
+    // The ticket is assigned to li: li and the supervisor hear of it, zhang (another
+    // group) does not. The event names the ticket, never the customer's words.
+    let mut tx = app.state.store.pool().begin().await.unwrap();
+    app.state
+        .tickets
+        .act(&mut tx, &t, Action::Assign, "admin", Some("li"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for (name, resp) in &mut streams {
+        let got = read_event(
+            resp,
+            "ticket",
+            &t.id,
+            std::time::Duration::from_millis(if *name == "zhang" { 700 } else { 5000 }),
+        )
+        .await;
+        if *name == "zhang" {
+            assert!(got.is_none(), "zhang must not hear of li's ticket: {got:?}");
+        } else {
+            let got = got.unwrap_or_else(|| panic!("{name} hears of the assignment"));
+            assert!(got.contains("\"assignee\":\"li\""), "{got}");
+            assert!(!got.contains("我要退货"), "{got}");
+        }
+    }
+}

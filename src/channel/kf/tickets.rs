@@ -375,6 +375,15 @@ impl KfService {
         })
     }
 
+    /// How many more messages WeCom takes now for the shopper of a kf ticket.
+    pub async fn quota_for(&self, t: &Ticket) -> Result<i64, KfError> {
+        let (kfid, customer) = chat_of(t);
+        let mut tx = self.store.pool().begin().await?;
+        let left = self.quota_left(&mut tx, &kfid, &customer).await?;
+        tx.rollback().await?;
+        Ok(left)
+    }
+
     /// How many more messages WeCom takes for this shopper now.
     pub async fn quota_left(
         &self,

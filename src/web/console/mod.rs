@@ -9,11 +9,12 @@
 //! HTML is autoescaped.
 
 pub mod auth;
+pub mod work;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -27,22 +28,21 @@ use self::auth::{
     LOGIN_PATH, SESSION_COOKIE,
 };
 use super::{AppState, WebError};
-use crate::console::{self, store as console_store, ConsoleUser};
+use crate::console::{self, store as console_store};
 use crate::tickets::routing::Agent;
-use crate::tickets::store::{self as ticket_store, Filter};
-use crate::tickets::{Ticket, TicketStatus};
+use crate::tickets::store as ticket_store;
 
 pub use crate::console::may_see;
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(queue))
         .route(LOGIN_PATH, get(login_page).post(login))
         .route("/console/logout", axum::routing::post(logout))
-        .route("/console/tickets/{id}", get(ticket_page))
         .route("/console/agents", get(agents_page))
         .route("/console/static/console.css", get(stylesheet))
+        .route("/console/static/console.js", get(script))
+        .merge(work::routes())
         .layer(middleware::from_fn_with_state(state, auth::guard))
         .layer(middleware::map_response(auth::security_headers))
 }
@@ -57,15 +57,19 @@ fn templates() -> &'static Environment<'static> {
         for (name, source) in [
             ("base.html", include_str!("../../../templates/base.html")),
             ("login.html", include_str!("../../../templates/login.html")),
-            ("queue.html", include_str!("../../../templates/queue.html")),
-            (
-                "ticket.html",
-                include_str!("../../../templates/ticket.html"),
-            ),
             (
                 "agents.html",
                 include_str!("../../../templates/agents.html"),
             ),
+            (
+                "workspace.html",
+                include_str!("../../../templates/workspace.html"),
+            ),
+            (
+                "queue_rows.html",
+                include_str!("../../../templates/queue_rows.html"),
+            ),
+            ("panel.html", include_str!("../../../templates/panel.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "console template does not compile");
@@ -94,6 +98,13 @@ async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../../../templates/console.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../templates/console.js"),
     )
 }
 
@@ -291,153 +302,6 @@ async fn logout(State(state): State<AppState>, session: Session) -> Result<Respo
 }
 
 // ---- pages ----
-
-#[derive(Serialize)]
-struct TicketView {
-    id: String,
-    priority: &'static str,
-    tier: String,
-    tier_reasons: Vec<String>,
-    status: &'static str,
-    group: String,
-    assignee: Option<String>,
-    customer_name: Option<String>,
-    external_userid: String,
-    last_message: Option<String>,
-}
-
-impl From<&Ticket> for TicketView {
-    fn from(t: &Ticket) -> Self {
-        TicketView {
-            id: t.id.clone(),
-            priority: t.priority().as_str(),
-            tier: t.tier.clone(),
-            tier_reasons: t.tier_reasons(),
-            status: t.status().as_str(),
-            group: t.grp.clone(),
-            assignee: t.assignee.clone(),
-            customer_name: t.customer_name.clone(),
-            external_userid: t.external_userid.clone(),
-            last_message: t.last_message.clone(),
-        }
-    }
-}
-
-/// How many tickets one query of the queue page reads at most.
-const QUEUE_LIMIT: i64 = 500;
-
-/// The open tickets `user` may see, most urgent first.
-async fn visible_tickets(state: &AppState, user: &ConsoleUser) -> Result<Vec<Ticket>, WebError> {
-    let pool = state.store.pool();
-    let mut filters = Vec::new();
-    if user.is_supervisor() {
-        for s in TicketStatus::ALL.into_iter().filter(|s| s.is_open()) {
-            filters.push(Filter {
-                status: Some(s.as_str().into()),
-                limit: QUEUE_LIMIT,
-                ..Filter::default()
-            });
-        }
-    } else {
-        if let Some(me) = &user.servicer_userid {
-            filters.push(Filter {
-                assignee: Some(me.clone()),
-                limit: QUEUE_LIMIT,
-                ..Filter::default()
-            });
-        }
-        for g in &user.groups {
-            for s in [TicketStatus::New, TicketStatus::Queued] {
-                filters.push(Filter {
-                    status: Some(s.as_str().into()),
-                    group: Some(g.clone()),
-                    limit: QUEUE_LIMIT,
-                    ..Filter::default()
-                });
-            }
-        }
-    }
-    let mut seen = HashMap::new();
-    for f in &filters {
-        for t in ticket_store::list(pool, f).await.map_err(WebError::store)? {
-            if t.status().is_open() && may_see(user, &t) {
-                seen.entry(t.id.clone()).or_insert(t);
-            }
-        }
-    }
-    let mut tickets: Vec<Ticket> = seen.into_values().collect();
-    tickets.sort_by_key(|t| {
-        (
-            t.priority,
-            t.first_response_due
-                .or(t.next_response_due)
-                .unwrap_or(t.resolution_due),
-            t.opened_at,
-            t.id.clone(),
-        )
-    });
-    Ok(tickets)
-}
-
-/// `GET /console/`: the open tickets the user may see.
-async fn queue(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
-    let tickets: Vec<TicketView> = visible_tickets(&state, &session.user)
-        .await?
-        .iter()
-        .map(TicketView::from)
-        .collect();
-    Ok(render(
-        "queue.html",
-        context! { user => ser(&session.user), csrf => session.csrf, tickets => ser(&tickets) },
-    )?
-    .into_response())
-}
-
-#[derive(Serialize)]
-struct MessageView {
-    author: String,
-    agent: Option<String>,
-    content: String,
-    at: String,
-}
-
-/// `GET /console/tickets/{id}`: one ticket and its messages, if the user may see it.
-async fn ticket_page(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-) -> Result<Response, WebError> {
-    let pool = state.store.pool();
-    let t = super::tickets::ticket_or_404(pool, &id).await?;
-    if !may_see(&session.user, &t) {
-        return Err(WebError::Forbidden(
-            "this ticket is neither yours nor in your groups' queue",
-        ));
-    }
-    let messages: Vec<MessageView> = ticket_store::messages(pool, &id)
-        .await
-        .map_err(WebError::store)?
-        .into_iter()
-        .map(|m| MessageView {
-            author: m.author,
-            agent: m.agent,
-            content: m.content,
-            at: jiff::Timestamp::from_millisecond(m.at)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        })
-        .collect();
-    Ok(render(
-        "ticket.html",
-        context! {
-            user => ser(&session.user),
-            csrf => session.csrf,
-            ticket => ser(&TicketView::from(&t)),
-            messages => ser(&messages),
-        },
-    )?
-    .into_response())
-}
 
 #[derive(Serialize)]
 struct AgentView {

@@ -8,6 +8,7 @@ use crate::common::*;
 use kefu::simulate::Simulator;
 use serde_json::{json, Value};
 
+mod browser;
 mod replicas;
 mod tickets;
 

@@ -6,11 +6,11 @@ use super::*;
 use kefu::tickets::routing::Agent;
 use kefu::tickets::ReplyMode;
 
-fn agent(id: &str, groups: &[&str], senior: bool) -> Agent {
+pub(super) fn agent(id: &str, groups: &[&str], senior: bool) -> Agent {
     Agent::new(id, id, groups, senior)
 }
 
-async fn start_mode(db: Db, mode: ReplyMode, agents: Vec<Agent>) -> Kf {
+pub(super) async fn start_mode(db: Db, mode: ReplyMode, agents: Vec<Agent>) -> Kf {
     start_configured(db, None, None, true, move |c| {
         c.tickets.agents_reply_in = mode;
         c.tickets.agents = agents;
@@ -20,7 +20,7 @@ async fn start_mode(db: Db, mode: ReplyMode, agents: Vec<Agent>) -> Kf {
 
 impl Kf {
     /// A JSON API call with the admin token: (status, body).
-    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(super) async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = self.app.url(path);
         let req = match method {
             "GET" => self.app.http.get(url),
@@ -36,7 +36,7 @@ impl Kf {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn ticket_of(&self, who: &str) -> Option<Value> {
+    pub(super) async fn ticket_of(&self, who: &str) -> Option<Value> {
         let (status, body) = self
             .api("GET", &format!("/api/tickets?customer={who}"), None)
             .await;
@@ -45,7 +45,12 @@ impl Kf {
     }
 
     /// Wait until the customer's ticket satisfies `check`; returns it.
-    async fn ticket_until(&self, who: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(super) async fn ticket_until(
+        &self,
+        who: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             if let Some(t) = self.ticket_of(who).await {

@@ -1,0 +1,181 @@
+//! The three suggested replies an agent sees for a shopper's latest message, rendered for
+//! that customer, and what became of each: accepted as is, edited, or dismissed.
+//!
+//! Shown suggestions are recorded once per (ticket, message, reply), when the agent's page
+//! first shows them. When the agent sends a reply, the suggestion it came from is marked
+//! accepted (the text is exactly the rendered reply) or edited, and the others of that
+//! message dismissed; a dismiss button marks one at once.
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::intent::Classifier;
+use crate::tickets::store::TicketMessage;
+use crate::tickets::Ticket;
+
+/// How many suggestions an agent sees.
+pub const SHOWN: usize = 3;
+
+/// One suggested reply, ready to send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shown {
+    /// 1-based, as the page numbers them (and the keys 1, 2, 3 pick them).
+    pub slot: usize,
+    pub reply_id: String,
+    pub intent: String,
+    pub title: String,
+    /// The answer rendered for this customer: their tier's wording, shop facts, nickname.
+    pub text: String,
+    pub score: f32,
+    /// `None` while open, else "accepted", "edited" or "dismissed".
+    pub outcome: Option<String>,
+}
+
+/// The suggestions for `message` (the shopper's latest) on `ticket`: the classifier's
+/// answer first, then its runners-up, at most [`SHOWN`].
+pub fn for_message(
+    classifier: &Classifier,
+    ticket: &Ticket,
+    message: &TicketMessage,
+) -> Vec<Shown> {
+    let c = classifier.classify(&message.content);
+    let library = classifier.library();
+    let mut ids: Vec<(String, f32)> = Vec::new();
+    if let Some(id) = &c.reply_id {
+        ids.push((id.clone(), c.confidence));
+    }
+    for s in &c.suggestions {
+        if !ids.iter().any(|(id, _)| *id == s.reply_id) {
+            ids.push((s.reply_id.clone(), s.score));
+        }
+    }
+    ids.into_iter()
+        .filter_map(|(id, score)| library.get(&id).map(|r| (r, score)))
+        .take(SHOWN)
+        .enumerate()
+        .map(|(i, (reply, score))| Shown {
+            slot: i + 1,
+            reply_id: reply.id.clone(),
+            intent: reply.intent.clone(),
+            title: reply.title.clone(),
+            text: library.render(reply, Some(&ticket.tier), ticket.customer_name.as_deref()),
+            score,
+            outcome: None,
+        })
+        .collect()
+}
+
+/// Record that `agent` was shown `shown` (a suggestion already recorded keeps its first
+/// showing), and fill in each one's outcome so far.
+pub async fn record_shown(
+    conn: &mut AnyConnection,
+    ticket_id: &str,
+    message_id: &str,
+    shown: &mut [Shown],
+    agent: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    for s in shown.iter_mut() {
+        sqlx::query(
+            "INSERT INTO suggestions (ticket_id, message_id, reply_id, intent, slot, agent, \
+             shown_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (ticket_id, message_id, reply_id) DO NOTHING",
+        )
+        .bind(ticket_id)
+        .bind(message_id)
+        .bind(&s.reply_id)
+        .bind(&s.intent)
+        .bind(s.slot as i64)
+        .bind(agent)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        s.outcome = sqlx::query_scalar(
+            "SELECT outcome FROM suggestions WHERE ticket_id = $1 AND message_id = $2 \
+             AND reply_id = $3",
+        )
+        .bind(ticket_id)
+        .bind(message_id)
+        .bind(&s.reply_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    }
+    Ok(())
+}
+
+/// What an agent's reply to `message_id` did with its suggestions: `used` is the reply it
+/// came from and whether the agent changed the text. The other open suggestions of that
+/// message are dismissed: the agent answered without them.
+pub async fn decide(
+    conn: &mut AnyConnection,
+    ticket_id: &str,
+    message_id: &str,
+    used: Option<(&str, bool)>,
+    by: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    if let Some((reply_id, edited)) = used {
+        mark(
+            conn,
+            ticket_id,
+            message_id,
+            Some(reply_id),
+            if edited { "edited" } else { "accepted" },
+            by,
+            now,
+        )
+        .await?;
+    }
+    mark(conn, ticket_id, message_id, None, "dismissed", by, now).await
+}
+
+/// Dismiss one suggestion.
+pub async fn dismiss(
+    conn: &mut AnyConnection,
+    ticket_id: &str,
+    message_id: &str,
+    reply_id: &str,
+    by: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let n = sqlx::query(
+        "UPDATE suggestions SET outcome = 'dismissed', decided_by = $1, decided_at = $2 \
+         WHERE ticket_id = $3 AND message_id = $4 AND reply_id = $5 AND outcome IS NULL",
+    )
+    .bind(by)
+    .bind(now)
+    .bind(ticket_id)
+    .bind(message_id)
+    .bind(reply_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// Set the outcome of one open suggestion (`reply_id`) or of all open ones of a message.
+async fn mark(
+    conn: &mut AnyConnection,
+    ticket_id: &str,
+    message_id: &str,
+    reply_id: Option<&str>,
+    outcome: &str,
+    by: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE suggestions SET outcome = $1, decided_by = $2, decided_at = $3 \
+         WHERE ticket_id = $4 AND message_id = $5 AND ($6 IS NULL OR reply_id = $6) \
+         AND outcome IS NULL",
+    )
+    .bind(outcome)
+    .bind(by)
+    .bind(now)
+    .bind(ticket_id)
+    .bind(message_id)
+    .bind(reply_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
