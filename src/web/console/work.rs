@@ -516,6 +516,14 @@ async fn page(
         None => None,
     };
     let part = queue_part(state, &session.user, &filter).await?;
+    // What the last bulk action did, as it reported back.
+    let done: Option<String> = query.as_deref().and_then(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "done")
+            .map(|(_, v)| v)
+    });
     let panel = match &selected {
         Some(t) => Some(panel(state, &session, t).await?),
         None => None,
@@ -531,6 +539,7 @@ async fn page(
             query => query.unwrap_or_default(),
             groups => crate::console::skill_groups(),
             selected => id,
+            done => done,
             now => state.clock.now_ms(),
             panel => panel.as_ref().map(ser),
         },
