@@ -6,6 +6,7 @@
 //! without a request, after `session_lifetime` whatever happens, and at once when its user
 //! is disabled (the sessions are deleted, and a lookup also requires an enabled user).
 
+pub mod dashboard;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};

@@ -9,6 +9,7 @@ mod callbacks;
 mod classifier;
 mod console;
 mod crm;
+mod dashboard;
 mod interop;
 mod kf;
 mod tickets;

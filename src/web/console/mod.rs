@@ -9,6 +9,7 @@
 //! HTML is autoescaped.
 
 pub mod auth;
+pub mod dashboard;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/tickets/{id}", get(ticket_page))
         .route("/console/agents", get(agents_page))
         .route("/console/static/console.css", get(stylesheet))
+        .merge(dashboard::routes())
         .layer(middleware::from_fn_with_state(state, auth::guard))
         .layer(middleware::map_response(auth::security_headers))
 }
@@ -65,6 +67,10 @@ fn templates() -> &'static Environment<'static> {
             (
                 "agents.html",
                 include_str!("../../../templates/agents.html"),
+            ),
+            (
+                "dashboard.html",
+                include_str!("../../../templates/dashboard.html"),
             ),
         ] {
             if let Err(e) = env.add_template(name, source) {
