@@ -7,6 +7,7 @@
 //! is disabled (the sessions are deleted, and a lookup also requires an enabled user).
 
 pub mod dashboard;
+pub mod reply_stats;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};

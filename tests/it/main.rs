@@ -12,5 +12,6 @@ mod crm;
 mod dashboard;
 mod interop;
 mod kf;
+mod reply_stats;
 mod tickets;
 mod wecom_api;
