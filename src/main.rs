@@ -126,6 +126,30 @@ enum CrmCommand {
 enum RepliesCommand {
     /// Validate the library: intents, ids, questions, templates, compliance.
     Check,
+    /// From the store: the replies agents edit or dismiss most, and the answers agents keep
+    /// writing themselves (candidates for the library).
+    Stats {
+        /// Only suggestions shown and agent messages written from this day on (YYYY-MM-DD,
+        /// in the shop's time zone).
+        #[arg(long, value_parser = parse_day)]
+        since: Option<jiff::civil::Date>,
+        /// Rows per list at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// List a reply once it was shown at least this many times.
+        #[arg(long, default_value_t = 3)]
+        min_shown: u64,
+        /// List an agent-written answer once it was used in at least this many tickets.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        min_tickets: u64,
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_day(s: &str) -> Result<jiff::civil::Date, String> {
+    kefu::console::dashboard::parse_day(s).ok_or_else(|| format!("expected YYYY-MM-DD, got {s:?}"))
 }
 
 fn classifier(config: &Config) -> Result<kefu::intent::Classifier, String> {
@@ -219,6 +243,42 @@ async fn crm_import(config: Config, file: PathBuf) -> anyhow::Result<()> {
         );
     }
     println!("{} ({}): {report}", file.display(), report.encoding);
+    Ok(())
+}
+
+/// `kefu replies stats`: both lists, as tables or as one JSON object.
+async fn replies_stats(
+    config: Config,
+    since: Option<jiff::civil::Date>,
+    options: kefu::console::reply_stats::Options,
+    json: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use kefu::console::{dashboard, reply_stats};
+    let tz = config.sla.calendar.time_zone();
+    let since_ms = match since {
+        Some(day) => Some(
+            dashboard::local_midnight(day, &tz)
+                .with_context(|| format!("{day} is outside the supported dates"))?,
+        ),
+        None => None,
+    };
+    let options = reply_stats::Options {
+        since_ms,
+        ..options
+    };
+    let store = open_store(&config).await?;
+    let stats = reply_stats::compute(store.pool(), &options).await;
+    store.close().await;
+    let stats = stats.context("reading suggestions and agent messages")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        if let Some(day) = since {
+            println!("since {day} ({})", dashboard::zone_name(&tz));
+        }
+        print!("{}", reply_stats::render_text(&stats));
+    }
     Ok(())
 }
 
@@ -435,6 +495,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Replies {
+            command:
+                RepliesCommand::Stats {
+                    since,
+                    limit,
+                    min_shown,
+                    min_tickets,
+                    json,
+                },
+        } => {
+            init_logging(config.log_format, "warn");
+            let options = kefu::console::reply_stats::Options {
+                since_ms: None,
+                limit,
+                min_shown,
+                min_tickets,
+            };
+            run_async(replies_stats(config, since, options, json))
+        }
         Command::Crm {
             command: CrmCommand::Import { file },
         } => {

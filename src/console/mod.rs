@@ -7,7 +7,9 @@
 //! is disabled (the sessions are deleted, and a lookup also requires an enabled user).
 
 pub mod compliance;
+pub mod dashboard;
 pub mod feed;
+pub mod reply_stats;
 pub mod store;
 pub mod suggest;
 

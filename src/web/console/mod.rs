@@ -9,6 +9,7 @@
 //! HTML is autoescaped.
 
 pub mod auth;
+pub mod dashboard;
 pub mod work;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
         .merge(work::routes())
+        .merge(dashboard::routes())
         .layer(middleware::from_fn_with_state(state, auth::guard))
         .layer(middleware::map_response(auth::security_headers))
 }
@@ -70,6 +72,10 @@ fn templates() -> &'static Environment<'static> {
                 include_str!("../../../templates/queue_rows.html"),
             ),
             ("panel.html", include_str!("../../../templates/panel.html")),
+            (
+                "dashboard.html",
+                include_str!("../../../templates/dashboard.html"),
+            ),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "console template does not compile");
