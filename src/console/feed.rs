@@ -18,7 +18,7 @@ use super::ConsoleUser;
 use crate::tickets::TicketStatus;
 
 /// How often the watcher looks.
-pub const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(50);
 /// How far back each look reaches before the newest change it saw: a transaction that
 /// committed late with an earlier `updated_at` (another replica, a slow writer) is still seen.
 const GRACE_MS: i64 = 5_000;

@@ -393,6 +393,22 @@ async fn a_supervisor_reassigns_a_ticket_and_the_other_agent_sees_it_without_rel
     );
     shot(&zhang, "agent-after-reassignment").await;
     assert_eq!(kf.ticket_of("wmCup").await.unwrap()["assignee"], "zhang");
+
+    // The supervisor's other views: agents with their load, and the dashboard.
+    lead.goto(&kf.app.url("/console/agents")).await.unwrap();
+    let agents = element(&lead, "table.agents").await.text().await.unwrap();
+    assert!(
+        agents.contains("zhang") && agents.contains("1 / "),
+        "{agents}"
+    );
+    shot(&lead, "supervisor-agents").await;
+    lead.goto(&kf.app.url("/console/dashboard")).await.unwrap();
+    element(&lead, "svg").await;
+    shot(&lead, "supervisor-dashboard").await;
+    // An agent is refused the supervisor's pages.
+    zhang.goto(&kf.app.url("/console/dashboard")).await.unwrap();
+    let refused = element(&zhang, "body").await.text().await.unwrap();
+    assert!(refused.contains("supervisors only"), "{refused}");
     zhang.close().await.unwrap();
     lead.close().await.unwrap();
 }
