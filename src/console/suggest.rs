@@ -130,6 +130,75 @@ pub async fn decide(
     mark(conn, ticket_id, message_id, None, "dismissed", by, now).await
 }
 
+/// How an agent's text relates to a rendered suggestion: `Some(false)` sent as is,
+/// `Some(true)` edited (most of its character pairs kept), `None` not from it.
+pub fn used_as(rendered: &str, sent: &str) -> Option<bool> {
+    let (rendered, sent) = (rendered.trim(), sent.trim());
+    if rendered == sent {
+        return Some(false);
+    }
+    let pairs = |s: &str| -> std::collections::HashSet<(char, char)> {
+        let chars: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+        chars.windows(2).map(|w| (w[0], w[1])).collect()
+    };
+    let (a, b) = (pairs(rendered), pairs(sent));
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let shared = a.intersection(&b).count() as f64;
+    (shared / a.union(&b).count() as f64 >= 0.5).then_some(true)
+}
+
+/// An agent's reply written outside the console (the WeCom app): which open suggestion of
+/// the shopper's latest message it came from, if any, with the outcomes recorded like a
+/// console reply's. Returns that suggestion's reply id.
+pub async fn decide_for_text(
+    conn: &mut AnyConnection,
+    classifier: &Classifier,
+    ticket: &Ticket,
+    sent: &str,
+    by: &str,
+    now: i64,
+) -> sqlx::Result<Option<String>> {
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM ticket_messages WHERE ticket_id = $1 AND author = 'customer' \
+         ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(&ticket.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(message_id) = latest else {
+        return Ok(None);
+    };
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT reply_id FROM suggestions WHERE ticket_id = $1 AND message_id = $2 \
+         AND outcome IS NULL ORDER BY slot",
+    )
+    .bind(&ticket.id)
+    .bind(&message_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if open.is_empty() {
+        return Ok(None);
+    }
+    let library = classifier.library();
+    let used = open.iter().find_map(|id| {
+        let reply = library.get(id)?;
+        let rendered = library.render(reply, Some(&ticket.tier), ticket.customer_name.as_deref());
+        used_as(&rendered, sent).map(|edited| (id.clone(), edited))
+    });
+    decide(
+        conn,
+        &ticket.id,
+        &message_id,
+        used.as_ref().map(|(id, edited)| (id.as_str(), *edited)),
+        by,
+        now,
+    )
+    .await?;
+    Ok(used.map(|(id, _)| id))
+}
+
 /// Dismiss one suggestion.
 pub async fn dismiss(
     conn: &mut AnyConnection,
@@ -178,4 +247,24 @@ async fn mark(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::used_as;
+
+    #[test]
+    fn a_reply_is_as_is_edited_or_unrelated() {
+        let r = "亲，非常抱歉！请拍下破损处的照片发给我，我们核实后为您补发或退款～";
+        assert_eq!(used_as(r, &format!("  {r}\n")), Some(false));
+        assert_eq!(
+            used_as(
+                r,
+                "亲，非常抱歉！请拍下破损处和外包装的照片发给我，我们核实后马上为您补发～"
+            ),
+            Some(true)
+        );
+        assert_eq!(used_as(r, "好的，我帮您查一下物流"), None);
+        assert_eq!(used_as(r, ""), None);
+    }
 }

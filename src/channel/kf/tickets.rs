@@ -442,8 +442,30 @@ impl KfService {
         let shown = content
             .map(str::to_owned)
             .unwrap_or_else(|| super::decide::describe(p.message.msgtype.as_deref()));
+        // A suggestion the agent copied into WeCom, as is or edited, is marked so.
+        let from = match content {
+            Some(text) => {
+                crate::console::suggest::decide_for_text(
+                    tx,
+                    &self.classifier.current(),
+                    &t,
+                    text,
+                    agent,
+                    self.clock.now_ms(),
+                )
+                .await?
+            }
+            None => None,
+        };
         self.tickets
-            .agent_replied(tx, &t, agent, Some(p.msgid.as_str()), &shown, None)
+            .agent_replied(
+                tx,
+                &t,
+                agent,
+                Some(p.msgid.as_str()),
+                &shown,
+                from.as_deref(),
+            )
             .await?;
         Ok(())
     }

@@ -612,3 +612,60 @@ async fn live_messages_reach_the_open_page_with_suggestions() {
     shot(&c, "agent-live-chat").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_wecom_mode_the_page_offers_suggestions_to_copy_and_marks_the_agents_reply() {
+    let kf = start_mode(
+        Db::Sqlite,
+        ReplyMode::Wecom,
+        vec![agent("li", &["aftersale", "service"], false)],
+    )
+    .await;
+    add_user(
+        &kf,
+        "li",
+        Role::Agent,
+        Some("li"),
+        &["aftersale", "service"],
+    )
+    .await;
+    kf.says("wmCup", "收到的杯子是碎的，怎么办").await;
+    let t = kf
+        .ticket_until("wmCup", "the ticket to go to li", |t| t["assignee"] == "li")
+        .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    let d = driver().await;
+    let c = browser(&d).await;
+    login(&c, &kf, "li").await;
+    open_first_ticket(&c).await;
+    // Suggestions to copy; no reply box: the agent answers in the WeCom app.
+    let first = element(&c, ".suggestion[data-slot='1'] .text").await;
+    let text = first.text().await.unwrap();
+    element(&c, ".suggestion[data-slot='1'] button[data-action=copy]").await;
+    assert!(c.find(Locator::Css("#reply-text")).await.is_err());
+    shot(&c, "agent-wecom-mode").await;
+
+    // The agent pastes suggestion 1 into WeCom: the reply appears, and it counts as accepted.
+    let msgid = kf.sim.agent_writes(KFID, "wmCup", "li", &text, now_secs());
+    kf.deliver(&msgid).await;
+    until_js(
+        &c,
+        "return document.querySelector('#messages li.from-agent') !== null
+            && document.querySelector(\".suggestion[data-slot='1'].outcome-accepted\") !== null",
+        "the agent's WeCom reply, marked as suggestion 1",
+    )
+    .await;
+    shot(&c, "agent-wecom-mode-replied").await;
+    let outcomes: Vec<(i64, String)> =
+        sqlx::query_as("SELECT slot, outcome FROM suggestions WHERE ticket_id = $1 ORDER BY slot")
+            .bind(&id)
+            .fetch_all(kf.app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(outcomes[0], (1, "accepted".to_string()), "{outcomes:?}");
+    assert!(
+        outcomes[1..].iter().all(|(_, o)| o == "dismissed"),
+        "{outcomes:?}"
+    );
+    c.close().await.unwrap();
+}

@@ -66,7 +66,7 @@ impl Kf {
         }
     }
 
-    async fn deliver(&self, msgid: &str) {
+    pub(super) async fn deliver(&self, msgid: &str) {
         let statuses = self
             .sim
             .notify(&self.callback(), KFID, &format!("ENC{msgid}"))
