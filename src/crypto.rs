@@ -246,6 +246,21 @@ impl MsgCrypt {
         )
     }
 
+    /// Encrypt arbitrary bytes with the key, PKCS#7-padded to 32 but without the message
+    /// framing: what a decrypt of a well-signed but malformed payload meets.
+    #[cfg(test)]
+    pub(crate) fn encrypt_raw_for_tests(&self, plain: &[u8]) -> String {
+        let pad = PAD_BLOCK - plain.len() % PAD_BLOCK;
+        let mut buf = plain.to_vec();
+        buf.resize(plain.len() + pad, pad as u8);
+        let len = buf.len();
+        let iv = self.iv();
+        let cipher = Aes256CbcEnc::new(&self.key.into(), &iv.into())
+            .encrypt_padded::<NoPadding>(&mut buf, len)
+            .expect("buffer is block aligned");
+        B64.encode(cipher)
+    }
+
     fn iv(&self) -> [u8; 16] {
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&self.key[..16]);

@@ -21,3 +21,6 @@ pub mod taxonomy;
 pub mod tickets;
 pub mod web;
 pub mod wecom;
+
+#[cfg(test)]
+mod fuzz;

@@ -10,6 +10,7 @@ mod classifier;
 mod console;
 mod crm;
 mod dashboard;
+mod fuzz_http;
 mod interop;
 mod kf;
 mod reply_stats;

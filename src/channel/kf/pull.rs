@@ -357,4 +357,71 @@ mod tests {
         assert_eq!(event.external_userid, Some(ExternalUserId::from("wm2")));
         assert_eq!(messages[2].1.msgid, None);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels, with the field names of a `sync_msg` page
+        /// more likely than others.
+        fn json() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                prop::sample::select(vec![
+                    "msg_list",
+                    "msgid",
+                    "open_kfid",
+                    "external_userid",
+                    "send_time",
+                    "origin",
+                    "msgtype",
+                    "text",
+                    "content",
+                    "menu_id",
+                    "event",
+                    "event_type",
+                    "servicer_userid",
+                    "fail_msgid",
+                    "fail_type",
+                    "welcome_code",
+                    "msg_code",
+                    "scene",
+                    "new_servicer_userid",
+                    "change_type",
+                    "image",
+                    "media_id",
+                ])
+                .prop_map(str::to_string),
+                any::<String>(),
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                any::<String>().prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 64, 8, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::vec((key.clone(), inner), 0..8)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(crate::fuzz::cases()))]
+
+            #[test]
+            fn any_sync_msg_page_reads_without_panicking(list in prop::collection::vec(json(), 0..6), other in json()) {
+                let page = serde_json::json!({"errcode": 0, "msg_list": list, "next_cursor": other});
+                let parsed = parse_page(&page);
+                // Every entry of the list is kept, read or recorded as it came.
+                prop_assert_eq!(parsed.len(), page["msg_list"].as_array().map_or(0, Vec::len));
+                let _ = parse_page(&other);
+            }
+        }
+    }
 }
