@@ -9,7 +9,7 @@ CREATE TABLE suggestions (
     slot       BIGINT NOT NULL,        -- 1..3, as shown
     agent      TEXT NOT NULL,          -- the console user they were shown to first
     shown_at   BIGINT NOT NULL,
-    outcome    TEXT,                   -- NULL while open; 'accepted' | 'edited' | 'dismissed'
+    outcome    TEXT,                   -- NULL while open; 'accepted' | 'edited' | 'dismissed' | 'passed'
     decided_by TEXT,
     decided_at BIGINT,
     PRIMARY KEY (ticket_id, message_id, reply_id)

@@ -151,6 +151,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = state.store.clone();
+    // Open console pages hold event streams: end them when shutdown begins, or graceful
+    // shutdown would wait for them.
+    let feed = state.feed.clone();
+    let shutdown = async move {
+        shutdown.await;
+        feed.close();
+    };
     // The peer address is what the console's login rate limit counts per client.
     axum::serve(
         listener,

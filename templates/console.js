@@ -20,6 +20,9 @@
   var current = workspace.dataset.selected || null;
   var chosen = null; // the suggestion picked into the reply box: {reply, text}
   var queueTimer = null;
+  var drafts = {}; // ticket id -> what the agent has typed there and not sent
+  var panelSeq = 0; // only the newest panel fetch is drawn
+  var sending = false;
 
   function qs() { return query ? "?" + query : ""; }
 
@@ -44,7 +47,14 @@
 
   function refreshQueue() {
     return get("/console/fragments/queue" + qs()).then(function (r) {
-      if (r.status === 200) { queueBody.innerHTML = r.body; markSelected(); tickCountdowns(); }
+      if (r.status !== 200) { return; }
+      // A supervisor's ticks survive the redraw.
+      var ticked = {};
+      queueBody.querySelectorAll('input[name="ticket"]:checked').forEach(function (c) { ticked[c.value] = true; });
+      queueBody.innerHTML = r.body;
+      queueBody.querySelectorAll('input[name="ticket"]').forEach(function (c) { if (ticked[c.value]) { c.checked = true; } });
+      markSelected();
+      tickCountdowns();
     });
   }
 
@@ -56,13 +66,11 @@
   function refreshPanel() {
     if (!current) { return Promise.resolve(); }
     var id = current;
-    var draft = textArea() ? textArea().value : "";
-    var hadFocus = document.activeElement === textArea();
+    var seq = ++panelSeq;
     return get("/console/fragments/tickets/" + encodeURIComponent(id)).then(function (r) {
-      if (id !== current) { return; }
+      if (id !== current || seq !== panelSeq) { return; }
       if (r.status === 200) {
-        panel.innerHTML = r.body;
-        if (textArea()) { textArea().value = draft; if (hadFocus) { textArea().focus(); } }
+        drawPanel(r.body, id);
       } else {
         panel.innerHTML = "";
         var p = document.createElement("p");
@@ -74,10 +82,38 @@
     });
   }
 
+  // Draw a fetched panel. On the ticket already shown, the reply box is kept as it is (what
+  // the agent is typing, the cursor, an input method's composition) and the rest replaced.
+  function drawPanel(html, id) {
+    var tmp = document.createElement("div");
+    tmp.innerHTML = html;
+    var fresh = tmp.querySelector("#ticket");
+    var old = ticketEl();
+    var form = document.getElementById("reply-form");
+    if (old && fresh && old.dataset.ticket === id && form && fresh.querySelector("#reply-form")) {
+      ["header.ticket-head", "#messages", "section.suggestions", "aside.card", "#quota"].forEach(function (sel) {
+        var a = old.querySelector(sel);
+        var b = fresh.querySelector(sel);
+        if (a && b) { a.replaceWith(b); }
+      });
+      old.dataset.message = fresh.dataset.message;
+      if (chosen) {
+        panel.querySelectorAll(".suggestion").forEach(function (s) { s.classList.toggle("picked", s.dataset.reply === chosen.reply); });
+      }
+      return;
+    }
+    panel.innerHTML = "";
+    while (tmp.firstChild) { panel.appendChild(tmp.firstChild); }
+    if (textArea()) { textArea().value = drafts[id] || ""; }
+  }
+
   function open(id) {
     if (!id) { return; }
+    if (current && textArea()) { drafts[current] = textArea().value; }
     current = id;
     chosen = null;
+    panelSeq++;
+    panel.innerHTML = "";
     history.replaceState(null, "", "/console/tickets/" + encodeURIComponent(id) + qs());
     markSelected();
     refreshPanel().then(function () { if (textArea()) { textArea().focus(); } });
@@ -110,16 +146,23 @@
     panel.querySelectorAll(".suggestion").forEach(function (s) { s.classList.toggle("picked", s === li); });
   }
 
-  function send(text, replyId, confirm) {
+  // `fromBox`: the text is the reply box's (re-read when the agent confirms a warning).
+  function send(text, replyId, confirm, fromBox) {
     var t = ticketEl();
-    if (!t || !text.trim()) { return; }
+    if (!t || !text.trim() || sending) { return; }
+    var id = t.dataset.ticket;
+    sending = true;
     showError("");
-    post("/console/tickets/" + encodeURIComponent(t.dataset.ticket) + "/reply", {
+    post("/console/tickets/" + encodeURIComponent(id) + "/reply", {
       text: text, reply_id: replyId, message_id: t.dataset.message || null, confirm: confirm ? "1" : null
     }).then(function (r) {
+      sending = false;
       if (r.status === 200) {
-        chosen = null;
-        if (textArea()) { textArea().value = ""; }
+        if (fromBox) {
+          chosen = null;
+          delete drafts[id];
+          if (textArea() && current === id && textArea().value === text) { textArea().value = ""; }
+        }
         refreshPanel();
         return;
       }
@@ -130,16 +173,24 @@
         var b = document.createElement("button");
         b.type = "button";
         b.textContent = "Send anyway";
-        b.addEventListener("click", function () { send(text, replyId, true); });
+        b.addEventListener("click", function () {
+          var again = fromBox && textArea() ? textArea().value : text;
+          send(again, fromBox ? replyIdFor() : replyId, true, fromBox);
+        });
         el.appendChild(document.createTextNode(" "));
         el.appendChild(b);
       } else {
         showError(message, "blocked");
       }
+    }, function () {
+      sending = false;
+      showError("Not sent: kefu could not be reached.", "blocked");
     });
   }
 
-  function replyIdFor(text) {
+  // The suggestion the reply box holds, if the agent picked one (the server decides whether
+  // the text still comes from it).
+  function replyIdFor() {
     return chosen ? chosen.reply : null;
   }
 
@@ -153,7 +204,7 @@
     var li = b.closest(".suggestion");
     var action = b.dataset.action;
     if (action === "send" && li) {
-      send(li.querySelector(".text").textContent, li.dataset.reply, false);
+      send(li.querySelector(".text").textContent, li.dataset.reply, false, false);
     } else if (action === "edit" && li) {
       pick(li.dataset.slot);
     } else if (action === "copy" && li) {
@@ -176,11 +227,17 @@
     });
   }
 
+  document.addEventListener("input", function (e) {
+    if (current && e.target === textArea()) {
+      drafts[current] = textArea().value;
+      if (!textArea().value) { chosen = null; }
+    }
+  });
+
   document.addEventListener("submit", function (e) {
     if (e.target.id !== "reply-form") { return; }
     e.preventDefault();
-    var text = textArea().value;
-    send(text, replyIdFor(text), false);
+    send(textArea().value, replyIdFor(), false, true);
   });
 
   var tickAll = document.getElementById("tick-all");
@@ -195,9 +252,11 @@
     if (e.ctrlKey || e.metaKey || e.altKey) { return; }
     var inText = e.target && (e.target.tagName === "TEXTAREA" || e.target.tagName === "INPUT" || e.target.tagName === "SELECT");
     if (e.key === "Enter" && !e.shiftKey && e.target === textArea()) {
+      // The Enter that picks an input method's candidate is not a send; nor is a held key.
+      if (e.isComposing || e.keyCode === 229) { return; }
       e.preventDefault();
-      var text = textArea().value;
-      send(text, replyIdFor(text), false);
+      if (e.repeat) { return; }
+      send(textArea().value, replyIdFor(), false, true);
       return;
     }
     var typing = inText && !(e.target === textArea() && textArea().value === "");

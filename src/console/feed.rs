@@ -33,6 +33,11 @@ pub struct Change {
     /// The agent it was assigned to before this change, when that changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_assignee: Option<String>,
+    /// Its group and agent before the change, when the watcher knew them: a change concerns
+    /// whoever saw the ticket before it too (a queued ticket taken by someone else leaves
+    /// the group's other agents' queues).
+    #[serde(skip)]
+    pub before: Option<(String, Option<String>)>,
 }
 
 impl Change {
@@ -43,10 +48,19 @@ impl Change {
             return true;
         }
         let me = user.servicer_userid.as_deref();
-        let mine = |a: &Option<String>| me.is_some() && a.as_deref() == me;
-        mine(&self.assignee)
-            || mine(&self.previous_assignee)
-            || (self.assignee.is_none() && user.groups.contains(&self.group))
+        let visible = |group: &str, assignee: &Option<String>| match assignee {
+            Some(a) => me == Some(a.as_str()),
+            None => user.groups.iter().any(|g| g == group),
+        };
+        visible(&self.group, &self.assignee)
+            || self
+                .previous_assignee
+                .as_deref()
+                .is_some_and(|a| me == Some(a))
+            || self
+                .before
+                .as_ref()
+                .is_some_and(|(group, assignee)| visible(group, assignee))
     }
 }
 
@@ -56,6 +70,7 @@ pub struct Feed {
     pool: AnyPool,
     sender: broadcast::Sender<Arc<Change>>,
     started: Arc<OnceLock<()>>,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Feed {
@@ -65,6 +80,20 @@ impl Feed {
             pool,
             sender,
             started: Arc::new(OnceLock::new()),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// The server is shutting down: every event stream ends.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Feed::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
         }
     }
 
@@ -89,20 +118,24 @@ struct Row {
 }
 
 async fn watch(pool: AnyPool, sender: broadcast::Sender<Arc<Change>>) {
-    // Ticket id -> (version, assignee, updated_at, open) as last seen.
-    let mut seen: HashMap<String, (i64, Option<String>, i64, bool)> = HashMap::new();
+    // Ticket id -> (version, assignee, updated_at, open, group) as last seen.
+    let mut seen: HashMap<String, (i64, Option<String>, i64, bool, String)> = HashMap::new();
     let mut newest: Option<i64> = None;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if sender.receiver_count() == 0 && newest.is_some() {
+            // Nobody is looking: a page that connects gets `hello` and reloads anyway.
+            continue;
+        }
         let Some(since) = newest.map(|n| n - GRACE_MS) else {
             // The first look only learns where things stand: the open tickets (whose
             // assignee a later change may take away) and the newest change.
             match start(&pool).await {
                 Ok((rows, max)) => {
                     for r in rows {
-                        seen.insert(r.id, (r.version, r.assignee, r.updated_at, true));
+                        seen.insert(r.id, (r.version, r.assignee, r.updated_at, true, r.grp));
                     }
                     newest = Some(max.unwrap_or(0));
                 }
@@ -134,10 +167,17 @@ async fn watch(pool: AnyPool, sender: broadcast::Sender<Arc<Change>>) {
                 .map(|(_, a, ..)| a.clone())
                 .filter(|a| *a != r.assignee)
                 .flatten();
+            let before = before.map(|(_, a, _, _, g)| (g.clone(), a.clone()));
             let open = TicketStatus::parse(&r.status).is_some_and(|s| s.is_open());
             seen.insert(
                 r.id.clone(),
-                (r.version, r.assignee.clone(), r.updated_at, open),
+                (
+                    r.version,
+                    r.assignee.clone(),
+                    r.updated_at,
+                    open,
+                    r.grp.clone(),
+                ),
             );
             // No subscriber is fine: nobody is looking.
             let _ = sender.send(Arc::new(Change {
@@ -146,11 +186,12 @@ async fn watch(pool: AnyPool, sender: broadcast::Sender<Arc<Change>>) {
                 group: r.grp,
                 assignee: r.assignee,
                 previous_assignee: previous,
+                before,
             }));
         }
         if let Some(n) = newest {
             // Keep what the next look can return again, and the open tickets.
-            seen.retain(|_, (_, _, at, open)| *open || *at >= n - 2 * GRACE_MS);
+            seen.retain(|_, (_, _, at, open, _)| *open || *at >= n - 2 * GRACE_MS);
         }
     }
 }

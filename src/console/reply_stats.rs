@@ -244,7 +244,7 @@ fn agent_answers(messages: Vec<MessageRow>, since: i64, opts: &Options) -> Vec<A
             answered = Some(m.intent.unwrap_or_else(|| taxonomy::UNKNOWN.into()));
             continue;
         }
-        if m.reply_id.is_some() || m.at < since {
+        if m.reply_id.is_some() || m.at < since || placeholder(&m.content) {
             continue;
         }
         let text = normalise(&m.content);
@@ -346,6 +346,13 @@ pub fn render_text(s: &ReplyStats) -> String {
         }
     }
     out
+}
+
+/// What kefu records for an agent message without text (`[image]`, `[voice]`): not an
+/// answer anyone wrote.
+fn placeholder(content: &str) -> bool {
+    let c = content.trim();
+    c.starts_with('[') && c.ends_with(']') && c.chars().count() <= 24 && !c[1..].contains('[')
 }
 
 #[cfg(test)]

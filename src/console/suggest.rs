@@ -27,7 +27,8 @@ pub struct Shown {
     /// The answer rendered for this customer: their tier's wording, shop facts, nickname.
     pub text: String,
     pub score: f32,
-    /// `None` while open, else "accepted", "edited" or "dismissed".
+    /// `None` while open, else "accepted", "edited", "dismissed", or "passed" (another
+    /// suggestion was sent).
     pub outcome: Option<String>,
 }
 
@@ -106,7 +107,8 @@ pub async fn record_shown(
 
 /// What an agent's reply to `message_id` did with its suggestions: `used` is the reply it
 /// came from and whether the agent changed the text. The other open suggestions of that
-/// message are dismissed: the agent answered without them.
+/// message are `passed` over when one of them was used (not a verdict on them), and
+/// dismissed when the agent wrote their own answer instead.
 pub async fn decide(
     conn: &mut AnyConnection,
     ticket_id: &str,
@@ -127,7 +129,12 @@ pub async fn decide(
         )
         .await?;
     }
-    mark(conn, ticket_id, message_id, None, "dismissed", by, now).await
+    let rest = if used.is_some() {
+        "passed"
+    } else {
+        "dismissed"
+    };
+    mark(conn, ticket_id, message_id, None, rest, by, now).await
 }
 
 /// How an agent's text relates to a rendered suggestion: `Some(false)` sent as is,

@@ -310,7 +310,8 @@ pub async fn set_csat(
     now_ms: i64,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE tickets SET csat = $1, csat_agent = assignee, csat_at = $2, version = version + 1 \
+        "UPDATE tickets SET csat = $1, csat_agent = assignee, csat_at = $2, updated_at = $2, \
+         version = version + 1 \
          WHERE id = $3 AND csat IS NULL AND status IN ($4, $5)",
     )
     .bind(rating)

@@ -623,6 +623,7 @@ async fn cookies_are_secure_and_origin_is_public_url_under_https(db: Db) {
 }
 
 on_both_stores!(
+    an_open_event_stream_does_not_hold_up_shutdown,
     login_logout_and_one_error_for_every_bad_login,
     failed_logins_are_rate_limited_per_account_and_address,
     csrf_and_cross_site_requests_are_refused,
@@ -662,9 +663,10 @@ async fn the_event_stream_says_hello_then_names_the_changes_each_user_may_see(db
     add_user(&app, "li", Role::Agent, Some("li"), &["aftersale"]).await;
     add_user(&app, "zhang", Role::Agent, Some("zhang"), &["presale"]).await;
     add_user(&app, "lead", Role::Supervisor, None, &[]).await;
+    add_user(&app, "wang", Role::Agent, Some("wang"), &["aftersale"]).await;
     let t = open_ticket(&app, "c-live", "return_request", "我要退货").await;
     let mut streams = Vec::new();
-    for name in ["li", "zhang", "lead"] {
+    for name in ["li", "zhang", "lead", "wang"] {
         let mut b = Browser::new(&app);
         assert_eq!(b.login(name, PASSWORD).await.status, 303);
         let mut resp = b
@@ -688,8 +690,9 @@ async fn the_event_stream_says_hello_then_names_the_changes_each_user_may_see(db
         );
         streams.push((name, resp));
     }
-    // The ticket is assigned to li: li and the supervisor hear of it, zhang (another
-    // group) does not. The event names the ticket, never the customer's words.
+    // The ticket is assigned to li: li and the supervisor hear of it, and so does wang,
+    // from whose group's queue it goes; zhang (another group) does not. The event names
+    // the ticket, never the customer's words.
     let mut tx = app.state.store.pool().begin().await.unwrap();
     app.state
         .tickets
@@ -713,4 +716,66 @@ async fn the_event_stream_says_hello_then_names_the_changes_each_user_may_see(db
             assert!(!got.contains("我要退货"), "{got}");
         }
     }
+}
+
+async fn an_open_event_stream_does_not_hold_up_shutdown(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(db, dir.path()).await;
+    let state = kefu::server::build(
+        base_config(&url),
+        kefu::clock::ManualClock::at_secs(now_secs()),
+    )
+    .await
+    .unwrap();
+    console::add_user(
+        &state.store,
+        NewUser {
+            name: "li".into(),
+            role: Role::Agent,
+            servicer_userid: Some("li".into()),
+            groups: vec!["aftersale".into()],
+            password: PASSWORD.into(),
+        },
+        state.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    let token = console::new_token();
+    let mut conn = state.store.pool().acquire().await.unwrap();
+    console::store::insert_session(
+        &mut conn,
+        &console::token_hash(&token),
+        "li",
+        "csrf",
+        state.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kefu::server::serve(state, listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut resp = reqwest::Client::new()
+        .get(format!("http://{addr}/console/events"))
+        .header("cookie", format!("kefu_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        read_event(&mut resp, "hello", "{}", std::time::Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    stop.send(()).unwrap();
+    // The stream ends and the server stops, though the page never closed it.
+    let done = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(2), resp.chunk()).await;
+    assert!(
+        matches!(rest, Ok(Ok(None)) | Ok(Err(_))),
+        "the stream ended: {rest:?}"
+    );
 }

@@ -61,6 +61,15 @@ fn chat_of(t: &Ticket) -> (OpenKfId, ExternalUserId) {
     )
 }
 
+/// A console user's request met a ticket that was reassigned meanwhile.
+fn no_longer_yours(t: &Ticket) -> TicketError {
+    TicketError::Conflict(format!(
+        "ticket {} was just assigned to {}",
+        t.id,
+        t.assignee.as_deref().unwrap_or("someone else")
+    ))
+}
+
 impl KfService {
     pub fn tickets(&self) -> &tickets::TicketService {
         &self.tickets
@@ -271,8 +280,18 @@ impl KfService {
     /// still takes messages for them (unless turned off). Wecom mode: the session with the
     /// agent ends, so the shopper's next message comes back to kefu (and reopens the ticket
     /// within the window).
-    pub async fn resolve_ticket(&self, id: &str, actor: &str) -> Result<Ticket, KfError> {
+    /// `may` is asked again of the ticket as read under the lock: a console user's right
+    /// to it may have changed since their request was checked.
+    pub async fn resolve_ticket(
+        &self,
+        id: &str,
+        actor: &str,
+        may: &(dyn Fn(&Ticket) -> bool + Send + Sync),
+    ) -> Result<Ticket, KfError> {
         let (mut tx, t) = self.ticket_tx_for(id).await?;
+        if !may(&t) {
+            return Err(no_longer_yours(&t).into());
+        }
         let t = self
             .tickets
             .act(&mut tx, &t, Action::Resolve, actor, None)
@@ -323,8 +342,12 @@ impl KfService {
         agent: &str,
         text: &str,
         reply_id: Option<&str>,
+        may: &(dyn Fn(&Ticket) -> bool + Send + Sync),
     ) -> Result<ReplyOutcome, KfError> {
         let (mut tx, t) = self.ticket_tx_for(id).await?;
+        if !may(&t) {
+            return Err(no_longer_yours(&t).into());
+        }
         if !t.status().is_open() {
             return Err(TicketError::Forbidden {
                 action: "reply to",

@@ -178,11 +178,15 @@ async fn visible_tickets(
         }
     } else {
         if let Some(me) = &user.servicer_userid {
-            filters.push(Filter {
-                assignee: Some(me.clone()),
-                limit: QUEUE_LIMIT,
-                ..Filter::default()
-            });
+            // Open statuses only: their resolved and closed tickets keep the assignee too.
+            for s in TicketStatus::ALL.into_iter().filter(|s| s.is_open()) {
+                filters.push(Filter {
+                    status: Some(s.as_str().into()),
+                    assignee: Some(me.clone()),
+                    limit: QUEUE_LIMIT,
+                    ..Filter::default()
+                });
+            }
         }
         for g in &user.groups {
             for s in [TicketStatus::New, TicketStatus::Queued] {
@@ -195,10 +199,12 @@ async fn visible_tickets(
             }
         }
     }
+    // A supervisor who asks for resolved or closed tickets sees them; otherwise open ones.
+    let closed_too = user.is_supervisor() && filter.status.is_some();
     let mut seen = HashMap::new();
     for f in &filters {
         for t in ticket_store::list(pool, f).await.map_err(WebError::store)? {
-            if t.status().is_open() && may_see(user, &t) {
+            if (closed_too || t.status().is_open()) && may_see(user, &t) {
                 seen.entry(t.id.clone()).or_insert(t);
             }
         }
@@ -577,36 +583,98 @@ async fn ticket_fragment(
 
 // ---- live ----
 
-async fn events(
-    State(state): State<AppState>,
-    session: Session,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let rx = state.feed.subscribe();
-    let user = session.user;
-    let stream =
-        futures_util::stream::unfold((rx, user, true), |(mut rx, user, hello)| async move {
-            if hello {
-                let e = Event::default().event("hello").data("{}");
-                return Some((Ok(e), (rx, user, false)));
-            }
-            loop {
-                match rx.recv().await {
-                    Ok(change) if change.concerns(&user) => {
+/// How often an open event stream checks that its session is still live (logout, expiry,
+/// a disabled user) and reloads the user's role and groups.
+const STREAM_RECHECK: Duration = Duration::from_secs(15);
+
+/// What an event stream carries between events.
+struct Stream {
+    state: AppState,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::console::feed::Change>>,
+    user: ConsoleUser,
+    token_hash: String,
+    hello: bool,
+    closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    recheck: tokio::time::Interval,
+}
+
+impl Stream {
+    /// The next event, or `None` when the stream ends (server shutting down, session over).
+    async fn next(&mut self) -> Option<Event> {
+        if std::mem::take(&mut self.hello) {
+            return Some(Event::default().event("hello").data("{}"));
+        }
+        loop {
+            tokio::select! {
+                _ = &mut self.closed => return None,
+                _ = self.recheck.tick() => {
+                    if !self.still_live().await {
+                        return None;
+                    }
+                }
+                change = self.rx.recv() => match change {
+                    Ok(change) if change.concerns(&self.user) => {
                         let data = serde_json::to_string(&*change).unwrap_or_default();
-                        let e = Event::default().event("ticket").data(data);
-                        return Some((Ok(e), (rx, user, false)));
+                        return Some(Event::default().event("ticket").data(data));
                     }
                     Ok(_) => continue,
                     // Fell behind: the page reloads what it shows.
                     Err(RecvError::Lagged(_)) => {
-                        let e = Event::default().event("hello").data("{}");
-                        return Some((Ok(e), (rx, user, false)));
+                        return Some(Event::default().event("hello").data("{}"));
                     }
                     Err(RecvError::Closed) => return None,
-                }
+                },
             }
-        });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        }
+    }
+
+    /// Whether the session is still live; its user's role and groups as they are now.
+    async fn still_live(&mut self) -> bool {
+        let row =
+            match crate::console::store::session(self.state.store.pool(), &self.token_hash).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return false,
+                // The store is unavailable: keep the stream; the next check decides.
+                Err(_) => return true,
+            };
+        let now = self.state.clock.now_ms();
+        let limits = &self.state.config.console;
+        if now - row.last_seen_at >= limits.idle_timeout_ms
+            || now - row.created_at >= limits.session_lifetime_ms
+        {
+            return false;
+        }
+        self.user = ConsoleUser::from_parts(
+            &row.name,
+            &row.role,
+            row.servicer_userid.as_deref(),
+            &row.groups,
+        );
+        true
+    }
+}
+
+async fn events(
+    State(state): State<AppState>,
+    session: Session,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let mut recheck = tokio::time::interval(STREAM_RECHECK);
+    recheck.reset();
+    let stream = Stream {
+        rx: state.feed.subscribe(),
+        closed: Box::pin(state.feed.closed()),
+        state,
+        user: session.user,
+        token_hash: session.token_hash,
+        hello: true,
+        recheck,
+    };
+    let events =
+        futures_util::stream::unfold(
+            stream,
+            |mut s| async move { s.next().await.map(|e| (Ok(e), s)) },
+        );
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 // ---- actions ----
@@ -703,25 +771,33 @@ async fn reply(
     let classifier = state.classifier.current();
     let used = form_value(&pairs, "reply_id")
         .and_then(|r| classifier.library().get(r))
-        .map(|r| {
+        .and_then(|r| {
             let rendered =
                 classifier
                     .library()
                     .render(r, Some(&t.tier), t.customer_name.as_deref());
-            (r.id.clone(), rendered.trim() != text)
+            // Rewritten beyond recognition, it is the agent's own answer.
+            suggest::used_as(&rendered, &text).map(|edited| (r.id.clone(), edited))
         });
+    let may = |t: &Ticket| may_see(user, t);
     let out = kf
-        .reply_to_ticket(&id, agent, &text, used.as_ref().map(|(r, _)| r.as_str()))
+        .reply_to_ticket(
+            &id,
+            agent,
+            &text,
+            used.as_ref().map(|(r, _)| r.as_str()),
+            &may,
+        )
         .await
         .map_err(kf_error)?;
     if let Some(message_id) = form_value(&pairs, "message_id") {
-        let mut conn = state
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(WebError::store)?;
-        suggest::decide(
+        let Ok(mut conn) = state.store.pool().acquire().await else {
+            tracing::warn!(ticket = %id, "suggestion outcome not recorded: no connection");
+            return Ok(Json(json!({"sent": true, "quota_left": out.quota_left})).into_response());
+        };
+        // The reply is on its way: a failure to record the outcome must not look like a
+        // failed send (the agent would send it again).
+        if let Err(e) = suggest::decide(
             &mut conn,
             &id,
             message_id,
@@ -730,7 +806,9 @@ async fn reply(
             state.clock.now_ms(),
         )
         .await
-        .map_err(WebError::store)?;
+        {
+            tracing::warn!(error = %e, ticket = %id, "suggestion outcome not recorded");
+        }
     }
     Ok(Json(json!({"sent": true, "quota_left": out.quota_left})).into_response())
 }
@@ -785,7 +863,12 @@ async fn resolve(
         .clone()
         .unwrap_or_else(|| user.name.clone());
     let t = match &state.kf {
-        Some(kf) => kf.resolve_ticket(&id, &actor).await.map_err(kf_error)?,
+        Some(kf) => {
+            let may = |t: &Ticket| may_see(user, t);
+            kf.resolve_ticket(&id, &actor, &may)
+                .await
+                .map_err(kf_error)?
+        }
         None => plain(&state, &id, Action::Resolve, &actor, None).await?,
     };
     Ok(Json(json!({"status": t.status().as_str()})).into_response())
@@ -861,25 +944,32 @@ async fn bulk(
             Err(e) => refused.push(format!("{id}: {}", refusal(&e))),
         }
     }
-    let back = form_value(&pairs, "back").unwrap_or("");
-    let back: String = back
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "=&_-%.".contains(*c))
+    // Back to the queue as it was filtered (the filter's own fields only, so the address
+    // stays on this page and the previous result is not carried along).
+    let back: Vec<(String, String)> = form_value(&pairs, "back")
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| {
+            [
+                "status", "group", "priority", "tier", "assignee", "breached",
+            ]
+            .contains(&k.as_str())
+        })
         .collect();
     tracing::info!(user = %session.user.name, action, done, refused = refused.len(), "console bulk action");
     let mut note = format!("{action}: {done} done");
     if !refused.is_empty() {
-        note.push_str(&format!(
-            ", {} refused ({})",
-            refused.len(),
-            refused.join("; ")
-        ));
+        const LISTED: usize = 5;
+        let mut listed = refused[..refused.len().min(LISTED)].join("; ");
+        if refused.len() > LISTED {
+            listed.push_str(&format!("; and {} more", refused.len() - LISTED));
+        }
+        note.push_str(&format!(", {} refused ({listed})", refused.len()));
     }
-    let mut q = back;
-    if !q.is_empty() {
-        q.push('&');
-    }
-    q.push_str(&serde_urlencoded::to_string([("done", note)]).unwrap_or_default());
+    let mut back = back;
+    back.push(("done".into(), note));
+    let q = serde_urlencoded::to_string(&back).unwrap_or_default();
     Ok(Redirect::to(&format!("/console/?{q}")).into_response())
 }
 

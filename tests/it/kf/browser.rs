@@ -257,7 +257,7 @@ async fn an_agent_sees_the_ticket_arrive_and_sends_suggestion_two_with_the_keybo
     .await;
     shot(&c, "agent-replied").await;
 
-    // Recorded: suggestion 2 accepted as is, the other two dismissed.
+    // Recorded: suggestion 2 accepted as is.
     let rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT slot, outcome FROM suggestions WHERE ticket_id = $1 ORDER BY slot")
             .bind(&id)
@@ -266,7 +266,8 @@ async fn an_agent_sees_the_ticket_arrive_and_sends_suggestion_two_with_the_keybo
             .unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
     for (slot, outcome) in rows {
-        let expected = if slot == 2 { "accepted" } else { "dismissed" };
+        // The other two were passed over, not judged.
+        let expected = if slot == 2 { "accepted" } else { "passed" };
         assert_eq!(outcome, expected, "slot {slot}");
     }
     let reply_id: Option<String> = sqlx::query_scalar(
@@ -664,8 +665,81 @@ async fn in_wecom_mode_the_page_offers_suggestions_to_copy_and_marks_the_agents_
             .unwrap();
     assert_eq!(outcomes[0], (1, "accepted".to_string()), "{outcomes:?}");
     assert!(
-        outcomes[1..].iter().all(|(_, o)| o == "dismissed"),
+        outcomes[1..].iter().all(|(_, o)| o == "passed"),
         "{outcomes:?}"
     );
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warned_term_asks_the_agent_to_confirm_and_the_keys_move_and_resolve() {
+    let kf = start_configured(Db::Sqlite, None, None, true, |c| {
+        c.tickets.agents_reply_in = ReplyMode::Console;
+        c.tickets.agents = vec![agent("li", &["aftersale", "service"], false)];
+        c.console.compliance_warn = vec!["absolute_claims".into()];
+    })
+    .await;
+    add_user(
+        &kf,
+        "li",
+        Role::Agent,
+        Some("li"),
+        &["aftersale", "service"],
+    )
+    .await;
+    kf.says("wmCup", "收到的杯子是碎的，怎么办").await;
+    kf.ticket_until("wmCup", "the ticket to go to li", |t| t["assignee"] == "li")
+        .await;
+    let d = driver().await;
+    let c = browser(&d).await;
+    login(&c, &kf, "li").await;
+    element(&c, "#queue a[data-open]").await;
+    // J opens the first ticket of the queue.
+    press(&c, 'j').await;
+    element(&c, "#ticket").await;
+    let area = element(&c, "#reply-text").await;
+    area.send_keys("给您换全网最好的一款").await.unwrap();
+    press(&c, char::from(Key::Enter)).await;
+    until_js(
+        &c,
+        "return document.querySelector('#reply-error.warning button') !== null",
+        "the warning with its confirm button",
+    )
+    .await;
+    let warning = element(&c, "#reply-error").await.text().await.unwrap();
+    assert!(
+        warning.contains("最好") && warning.contains("absolute_claims"),
+        "{warning}"
+    );
+    shot(&c, "agent-warned-term").await;
+    assert!(kf
+        .sent_to("wmCup")
+        .iter()
+        .all(|b| !text_of(b).contains("全网最好")));
+    c.find(Locator::Css("#reply-error button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    kf.until("the confirmed reply to reach the shopper", |k| {
+        k.sent_to("wmCup")
+            .iter()
+            .any(|b| text_of(b) == "给您换全网最好的一款")
+    })
+    .await;
+    // R resolves the open ticket (focus out of the reply box first, as a person would).
+    until_js(
+        &c,
+        "return document.querySelector('#messages li.from-agent') !== null",
+        "the reply in the chat",
+    )
+    .await;
+    js(&c, "document.activeElement.blur(); return true").await;
+    press(&c, 'r').await;
+    kf.ticket_until("wmCup", "the ticket to be resolved", |t| {
+        t["status"] == "resolved"
+    })
+    .await;
     c.close().await.unwrap();
 }
