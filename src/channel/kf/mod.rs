@@ -75,6 +75,8 @@ pub struct PullReport {
     pub appended: usize,
     /// The pull stopped at [`Paging::max_pages`] with more waiting.
     pub capped: bool,
+    /// Pages fetched and dropped because another replica recorded them first.
+    pub pages_superseded: usize,
 }
 
 /// How a pull pages through `kf/sync_msg`.

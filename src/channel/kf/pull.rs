@@ -140,19 +140,13 @@ impl KfService {
         let mut report = PullReport::default();
         loop {
             let postgres = self.store.backend() == Backend::Postgres;
-            // PostgreSQL: the advisory lock is taken before the cursor is read and held until
-            // commit, so replicas pull one after another. SQLite: one process, the in-process
-            // lock suffices, and the transaction starts only when there is something to write.
-            let mut pg_tx = None;
-            let cursor: Option<String> = if postgres {
-                let mut tx = self.store.pool().begin().await?;
-                kf_store::lock_account(&mut tx, &open_kfid).await?;
-                let c = kf_store::cursor(&mut *tx, &open_kfid).await?;
-                pg_tx = Some(tx);
-                c
-            } else {
-                kf_store::cursor(self.store.pool(), &open_kfid).await?
-            };
+            // No transaction and no pooled connection is held across the calls to WeCom
+            // (`sync_msg`, the shoppers' profiles): a slow WeCom must not take the connections
+            // callbacks need. The cursor is read, the page fetched, and then, in one short
+            // transaction under the account's lock (PostgreSQL: replicas write one after
+            // another), the cursor is read again: if another replica moved it meanwhile, it
+            // recorded this page, which is dropped here and the pull goes on from there.
+            let cursor: Option<String> = kf_store::cursor(self.store.pool(), &open_kfid).await?;
             let page = self
                 .client
                 .sync_msg(
@@ -165,10 +159,19 @@ impl KfService {
             report.pages += 1;
             let messages = parse_page(&page);
             let profiles = self.shopper_profiles(&messages).await;
-            let mut tx = match pg_tx {
-                Some(tx) => tx,
-                None => self.store.pool().begin().await?,
-            };
+            let mut tx = self.store.pool().begin().await?;
+            if postgres {
+                kf_store::lock_account(&mut tx, &open_kfid).await?;
+                if kf_store::cursor(&mut *tx, &open_kfid).await? != cursor {
+                    tx.rollback().await?;
+                    report.pages_superseded += 1;
+                    if report.pages >= paging.max_pages {
+                        report.capped = true;
+                        break;
+                    }
+                    continue;
+                }
+            }
             for (raw, message) in &messages {
                 self.record_pulled(&mut tx, &open_kfid, raw, message, &profiles, &mut report)
                     .await?;

@@ -675,3 +675,53 @@ async fn a_pull_stops_at_its_page_cap_and_the_next_one_goes_on() {
         .unwrap();
     assert_eq!(stored, 45);
 }
+
+/// While WeCom is slow to answer `sync_msg`, a pull holds no database connection: on
+/// PostgreSQL every connection of the pool can still be taken (callbacks need them), and
+/// the pull then records its page as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_holds_no_connection_while_wecom_is_slow() {
+    let kf = start_with(Db::Postgres, None, None, false).await;
+    let service = kf.app.state.kf.clone().expect("kf configured");
+    // A first pull fetches the access token (its fetch is single-flight across replicas,
+    // through the store, once every two hours).
+    service.pull(KFID, None).await.unwrap();
+    kf.sim
+        .shopper_writes(KFID, "wmSlow", "退货地址是哪里", now_secs());
+    kf.sim.inject(kefu::simulate::Faults {
+        slow: Duration::from_millis(1500),
+        ..Default::default()
+    });
+    let pull = tokio::spawn(async move { service.pull(KFID, None).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pool = kf.app.state.store.pool().clone();
+    let max = pool.options().get_max_connections() as usize;
+    let mut held = Vec::new();
+    for _ in 0..max {
+        match tokio::time::timeout(Duration::from_millis(500), pool.acquire()).await {
+            Ok(Ok(c)) => held.push(c),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        held.len(),
+        max,
+        "a connection was held across the call to WeCom"
+    );
+    drop(held);
+    kf.sim.inject(kefu::simulate::Faults::default());
+    let report = pull.await.unwrap().unwrap();
+    assert_eq!(report.new_messages, 1, "{report:?}");
+    assert_eq!(kf.status_of_any("wmSlow").await.len(), 1);
+}
+
+impl Kf {
+    /// The statuses of a shopper's recorded messages.
+    async fn status_of_any(&self, who: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT status FROM kf_messages WHERE external_userid = $1")
+            .bind(who)
+            .fetch_all(self.app.state.store.pool())
+            .await
+            .unwrap()
+    }
+}
