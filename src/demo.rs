@@ -70,6 +70,7 @@ pub async fn run(mut config: Config, once: bool) -> anyhow::Result<()> {
         api_base: sim_base.clone(),
         // The simulator's group robot stands in for the supervisors' chat.
         alert_webhook_key: Some("demo-supervisors".into()),
+        outbox_lease: Duration::from_secs(crate::config::DEFAULT_OUTBOX_LEASE_SECS),
     });
     if config.tickets.agents.is_empty() {
         // Two agents: a senior one who takes VIPs and urgent tickets, and one for sales and

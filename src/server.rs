@@ -71,7 +71,7 @@ fn wire(
             clock.clone(),
             RetryPolicy::default(),
         );
-        Some(KfService::new(
+        let kf = KfService::new(
             store.clone(),
             Arc::new(client),
             classifier.clone(),
@@ -79,7 +79,9 @@ fn wire(
             config.acks.clone(),
             tickets.clone(),
             w.alert_webhook_key.clone(),
-        ))
+        );
+        kf.set_outbox_lease(w.outbox_lease);
+        Some(kf)
     });
     let mut intake = Intake::new(
         store.clone(),

@@ -27,7 +27,7 @@ pub use callback::{AckTexts, CallbackLimits, DEFAULT_ACK_TEXT, DEFAULT_OFFLINE_A
 pub use console::ConsoleConfig;
 pub use mp::MpConfig;
 pub use tickets::{parse_duration_ms, TicketsConfig};
-pub use wecom::WecomConfig;
+pub use wecom::{WecomConfig, DEFAULT_OUTBOX_LEASE_SECS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -445,6 +445,30 @@ mod tests {
         assert!(c.wecom.is_none() && c.mp.is_none());
         assert_eq!(c.callback.max_body_bytes, 65536);
         assert_eq!(c.callback.timestamp_tolerance_secs, 300);
+    }
+
+    #[test]
+    fn the_outbox_lease_is_two_minutes_unless_set() {
+        let wecom = format!(
+            "[wecom]\ncorp_id = \"ww1\"\ntoken = \"t\"\nencoding_aes_key = \"{KEY}\"\n"
+        );
+        let lease = |toml: &str, env: &[(&str, &str)]| {
+            load(toml, env).map(|c| c.wecom.map(|w| w.outbox_lease.as_secs()))
+        };
+        assert_eq!(lease(&wecom, &[]).unwrap(), Some(120));
+        let set = format!("{wecom}outbox_lease_secs = 30\n");
+        assert_eq!(lease(&set, &[]).unwrap(), Some(30));
+        let env = [("KEFU_WECOM_OUTBOX_LEASE_SECS", "10")];
+        assert_eq!(lease(&set, &env).unwrap(), Some(10));
+        for bad in ["4", "ten", "3601"] {
+            let err = lease(&wecom, &[("KEFU_WECOM_OUTBOX_LEASE_SECS", bad)])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("wecom.outbox_lease_secs"), "{bad}: {err}");
+        }
+        // On its own the variable does not make a [wecom] section.
+        assert_eq!(lease("", &env).unwrap(), None);
     }
 
     #[test]

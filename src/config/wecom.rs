@@ -18,7 +18,13 @@ pub struct WecomConfig {
     /// Key of a WeCom group robot that supervisors are in: outgoing messages that fail for
     /// good are reported there.
     pub alert_webhook_key: Option<String>,
+    /// How long an outbox sender holds a row it claimed (`outbox_lease_secs`, default 120):
+    /// a replica that dies mid-send leaves its row this long before another takes it.
+    pub outbox_lease: std::time::Duration,
 }
+
+/// The default `[wecom] outbox_lease_secs`.
+pub const DEFAULT_OUTBOX_LEASE_SECS: u64 = 120;
 
 impl WecomConfig {
     pub fn crypt(&self) -> MsgCrypt {
@@ -36,6 +42,10 @@ pub(super) struct RawWecom {
     secret: Option<String>,
     alert_webhook_key: Option<String>,
     api_base: Option<String>,
+    outbox_lease_secs: Option<u64>,
+    /// `KEFU_WECOM_OUTBOX_LEASE_SECS`, read when validating.
+    #[serde(skip)]
+    outbox_lease_secs_env: Option<String>,
 }
 
 impl RawWecom {
@@ -60,6 +70,7 @@ impl RawWecom {
         env.set(&mut w.secret, secret);
         env.set(&mut w.api_base, api_base);
         env.set(&mut w.alert_webhook_key, robot);
+        env.set(&mut w.outbox_lease_secs_env, "wecom.outbox_lease_secs");
     }
 
     pub(super) fn validate(self) -> Result<WecomConfig, ConfigError> {
@@ -88,6 +99,18 @@ impl RawWecom {
                 "must be https:// unless it is on this machine (localhost, 127.0.0.1, [::1])",
             ));
         }
+        let lease_key = "wecom.outbox_lease_secs";
+        let lease_secs = match self.outbox_lease_secs_env {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| invalid(lease_key, format!("expected a whole number, got {v:?}")))?,
+            None => self.outbox_lease_secs.unwrap_or(DEFAULT_OUTBOX_LEASE_SECS),
+        };
+        // A send with the client's retries must fit well inside it.
+        if !(5..=3600).contains(&lease_secs) {
+            return Err(invalid(lease_key, "must be between 5 and 3600"));
+        }
         Ok(WecomConfig {
             corp_id,
             token,
@@ -95,6 +118,7 @@ impl RawWecom {
             secret: self.secret.filter(|s| !s.trim().is_empty()),
             api_base,
             alert_webhook_key: self.alert_webhook_key.filter(|s| !s.trim().is_empty()),
+            outbox_lease: std::time::Duration::from_secs(lease_secs),
         })
     }
 }

@@ -5,19 +5,28 @@
 //!
 //! Used by the integration tests and by `kefu demo`; it never talks to the real WeCom.
 //! Fault injection: tokens that expire early, "system busy" (-1), rate limits (45009), slow
-//! answers and dropped connections.
+//! answers and dropped connections — counted ([`Faults`]), or at random for a share of all
+//! calls ([`RandomFaults`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::crypto::MsgCrypt;
 
@@ -32,6 +41,30 @@ pub struct Faults {
     pub drop: u32,
     /// Delay every answer by this long.
     pub slow: Duration,
+}
+
+/// Faults for a share of all calls, chosen at random: each faulty call is answered with
+/// -1 (system busy) or 45009 (frequency limit), has its connection reset, or stalls for
+/// `stall` and then has its connection cut (a timeout, when `stall` is longer than the
+/// client waits). None of them takes effect: the call is refused before the simulator acts
+/// on it, as if the request never arrived. (A real timeout may also come after WeCom acted.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomFaults {
+    /// The share of calls that fail, 0.0 to 1.0.
+    pub share: f64,
+    /// How long a "timeout" call stalls before its connection is cut.
+    pub stall: Duration,
+}
+
+/// How many calls each random fault took (see [`Simulator::random_faults`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultTally {
+    pub busy: u64,
+    pub rate_limited: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    /// Calls the simulator answered normally while random faults were on.
+    pub passed: u64,
 }
 
 /// One message in a kf account's history, as `sync_msg` returns it.
@@ -66,6 +99,8 @@ struct Inner {
     quota: HashMap<(String, String), (i64, u32)>,
     /// `send_msg` calls refused, with the error code (for tests to count).
     refused: Vec<(Value, i64)>,
+    random: RandomFaults,
+    tally: FaultTally,
 }
 
 /// Messages the API may send after each shopper message, and for how long.
@@ -133,15 +168,22 @@ impl Simulator {
             .route("/cgi-bin/kf/servicer/list", get(servicer_list))
             .route("/cgi-bin/externalcontact/get", get(externalcontact_get))
             .route("/cgi-bin/webhook/send", post(webhook_send))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                random_fault,
+            ))
             .with_state(self.clone())
     }
 
-    /// Serve on `listener` in the background; returns the base URL.
-    pub async fn spawn(&self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
+    /// Serve on `listener` in the background; returns the base URL. Connections can be reset
+    /// by random faults (see [`Simulator::inject_random`]).
+    pub async fn spawn(&self, listener: TcpListener) -> std::io::Result<String> {
         let addr = listener.local_addr()?;
-        let router = self.router();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<CutSwitch>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(CutListener(listener), app).await;
         });
         Ok(format!("http://{addr}"))
     }
@@ -167,6 +209,16 @@ impl Simulator {
 
     pub fn inject(&self, faults: Faults) {
         self.lock().faults = faults;
+    }
+
+    /// Fail a share of all calls from now on, at random (a share of 0 stops it).
+    pub fn inject_random(&self, faults: RandomFaults) {
+        self.lock().random = faults;
+    }
+
+    /// How many calls each random fault has taken so far.
+    pub fn random_faults(&self) -> FaultTally {
+        self.lock().tally
     }
 
     pub fn add_customer(&self, external_userid: &str, nickname: &str, tags: &[(&str, &str)]) {
@@ -466,6 +518,165 @@ impl Simulator {
             }
         }
         Ok(())
+    }
+}
+
+/// The random fault a call gets, if any.
+enum RandomFault {
+    Busy,
+    RateLimited,
+    Reset,
+    Timeout(Duration),
+}
+
+impl Simulator {
+    fn draw_random_fault(&self) -> Option<RandomFault> {
+        let mut g = self.lock();
+        let random = g.random;
+        if random.share <= 0.0 {
+            return None;
+        }
+        if rand::random::<f64>() >= random.share {
+            g.tally.passed += 1;
+            return None;
+        }
+        Some(match rand::random_range(0..4u8) {
+            0 => {
+                g.tally.busy += 1;
+                RandomFault::Busy
+            }
+            1 => {
+                g.tally.rate_limited += 1;
+                RandomFault::RateLimited
+            }
+            2 => {
+                g.tally.reset += 1;
+                RandomFault::Reset
+            }
+            _ => {
+                g.tally.timeout += 1;
+                RandomFault::Timeout(random.stall)
+            }
+        })
+    }
+}
+
+/// Middleware: a random fault, decided before the endpoint sees the call.
+async fn random_fault(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
+    let cut = request
+        .extensions()
+        .get::<ConnectInfo<CutSwitch>>()
+        .map(|c| c.0.clone());
+    let reset = |cut: Option<CutSwitch>| {
+        if let Some(c) = cut {
+            c.0.store(true, Ordering::SeqCst);
+        }
+        // Never written when the connection is cut; a router served without `spawn` has no
+        // switch and answers like a dropped proxy connection instead.
+        (StatusCode::BAD_GATEWAY, "connection reset").into_response()
+    };
+    match sim.draw_random_fault() {
+        None => next.run(request).await,
+        Some(RandomFault::Busy) => err(-1, "system busy"),
+        Some(RandomFault::RateLimited) => err(45009, "api freq out of limit"),
+        Some(RandomFault::Reset) => reset(cut),
+        Some(RandomFault::Timeout(stall)) => {
+            tokio::time::sleep(stall).await;
+            reset(cut)
+        }
+    }
+}
+
+/// A handle on one accepted connection: once set, the connection fails every read and write,
+/// and is closed with a reset (zero linger).
+#[derive(Clone)]
+struct CutSwitch(Arc<AtomicBool>);
+
+/// A TCP connection the simulator can cut from inside a handler.
+struct CutStream {
+    inner: TcpStream,
+    cut: Arc<AtomicBool>,
+}
+
+impl CutStream {
+    /// The error of a cut connection; it will close with a reset, not an orderly close.
+    fn cut(&self) -> Option<io::Error> {
+        if !self.cut.load(Ordering::SeqCst) {
+            return None;
+        }
+        let _ = self.inner.set_zero_linger();
+        Some(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "cut by the simulator",
+        ))
+    }
+}
+
+impl AsyncRead for CutStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.cut() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CutStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.cut() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(e) = self.cut() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The simulator's listener: every connection gets a [`CutSwitch`].
+struct CutListener(TcpListener);
+
+impl axum::serve::Listener for CutListener {
+    type Io = CutStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((inner, addr)) => {
+                    let cut = Arc::new(AtomicBool::new(false));
+                    return (CutStream { inner, cut }, addr);
+                }
+                // Out of file descriptors and the like: wait a little, as axum does.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, CutListener>> for CutSwitch {
+    fn connect_info(stream: IncomingStream<'_, CutListener>) -> Self {
+        CutSwitch(stream.io().cut.clone())
     }
 }
 

@@ -10,6 +10,7 @@ mod classifier;
 mod console;
 mod crm;
 mod dashboard;
+mod fault;
 mod fuzz_http;
 mod interop;
 mod kf;

@@ -16,6 +16,7 @@
 //! holds the service itself and its background workers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,9 +45,10 @@ pub use tickets::{ReplyOutcome, TicketWork};
 pub const HISTORY_CUTOFF_SECS: i64 = 10 * 60;
 /// Attempts before an outbox row is marked failed.
 pub const OUTBOX_ATTEMPTS: i64 = 6;
-/// How long a sender holds a claimed outbox row. One send, with the client's own retries,
-/// ends well within it (5 attempts of at most 5 s, with backoff); past it, the sender is
-/// taken to be gone and any sender may take the row again.
+/// How long a sender holds a claimed outbox row, unless configured otherwise (`[wecom]
+/// outbox_lease_secs`). One send, with the client's own retries, ends well within it (5
+/// attempts of at most 5 s, with backoff), and a send is cut off before the lease runs out;
+/// past it, the sender is taken to be gone and any sender may take the row again.
 pub const OUTBOX_LEASE_MS: i64 = 2 * 60 * 1000;
 
 /// How often the ticket watch runs when nothing wakes it (SLA marks, idle assignments).
@@ -115,6 +117,8 @@ pub struct KfService {
     /// Woken when tickets may be waiting for an agent (opened, agent free or added).
     tickets_ready: Notify,
     paging: std::sync::RwLock<Paging>,
+    /// See [`OUTBOX_LEASE_MS`].
+    outbox_lease_ms: AtomicI64,
 }
 
 impl KfService {
@@ -140,7 +144,18 @@ impl KfService {
             outbox_lock: Mutex::new(()),
             tickets_ready: Notify::new(),
             paging: std::sync::RwLock::new(Paging::default()),
+            outbox_lease_ms: AtomicI64::new(OUTBOX_LEASE_MS),
         })
+    }
+
+    /// Hold claimed outbox rows this long from now on (see [`OUTBOX_LEASE_MS`]).
+    pub fn set_outbox_lease(&self, lease: Duration) {
+        let ms = i64::try_from(lease.as_millis()).unwrap_or(OUTBOX_LEASE_MS);
+        self.outbox_lease_ms.store(ms.max(1000), Ordering::Relaxed);
+    }
+
+    pub(super) fn outbox_lease_ms(&self) -> i64 {
+        self.outbox_lease_ms.load(Ordering::Relaxed)
     }
 
     /// Page differently from now on (tests use small pages to reach the cap).

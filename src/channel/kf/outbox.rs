@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use sqlx::{Any, Transaction};
 
-use super::{KfError, KfService, OUTBOX_ATTEMPTS, OUTBOX_LEASE_MS};
+use super::{KfError, KfService, OUTBOX_ATTEMPTS};
 use crate::ids::{ExternalUserId, MsgId, OpenKfId};
 use crate::store::new_id;
 use crate::store::outbox::{self as outbox_store, DueRow, NewOutboxRow};
@@ -154,9 +154,10 @@ impl KfService {
         // (outbox id, error) of rows given up on: an agent's reply among them is reported on
         // its ticket.
         let mut given_up: Vec<(String, String)> = Vec::new();
+        let lease_ms = self.outbox_lease_ms();
         for row in rows {
             let now = self.clock.now_ms();
-            if !outbox_store::claim(pool, &row.id, now, now + OUTBOX_LEASE_MS).await? {
+            if !outbox_store::claim(pool, &row.id, now, now + lease_ms).await? {
                 continue; // another replica took it
             }
             settled += 1;
@@ -176,7 +177,17 @@ impl KfService {
                 given_up.push((row.id.clone(), error));
                 continue;
             }
-            let result = self.send_one(api, &row, &body).await;
+            // Never past the lease: by then another sender may take the row. A fifth of it is
+            // left to record the outcome.
+            let within = std::time::Duration::from_millis((lease_ms - lease_ms / 5).max(0) as u64);
+            let result = tokio::time::timeout(within, self.send_one(api, &row, &body))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::Network {
+                        api: "outbox",
+                        detail: "no outcome within the outbox lease".into(),
+                    })
+                });
             let now = self.clock.now_ms();
             match result {
                 Ok(_) => {
