@@ -12,6 +12,7 @@ mod crm;
 mod dashboard;
 mod interop;
 mod kf;
+mod limits;
 mod reply_stats;
 mod tickets;
 mod wecom_api;
