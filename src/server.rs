@@ -46,7 +46,8 @@ pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<AppStat
     );
     let store = Store::connect(&config.database_url)
         .await
-        .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?
+        .with_write_timeout(config.store_write_timeout);
     Ok(wire(config, store, clock, Arc::new(classifier)))
 }
 

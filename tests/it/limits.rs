@@ -171,3 +171,95 @@ async fn connections_past_the_cap_wait_for_a_free_one() {
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+/// Another connection that holds the inbound table so no one else can write it, until
+/// [`release`](StoreLock::release).
+struct StoreLock(sqlx::AnyConnection);
+
+impl StoreLock {
+    async fn hold(db: Db, url: &str) -> StoreLock {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+        let lock = match db {
+            Db::Sqlite => "BEGIN EXCLUSIVE",
+            Db::Postgres => "BEGIN; LOCK TABLE inbound_messages IN ACCESS EXCLUSIVE MODE",
+        };
+        conn.execute(lock).await.unwrap();
+        StoreLock(conn)
+    }
+
+    async fn release(mut self) {
+        use sqlx::Executor;
+        self.0.execute("COMMIT").await.unwrap();
+    }
+}
+
+on_both_stores!(a_hung_store_gets_callbacks_a_503_and_nothing_is_lost);
+
+async fn a_hung_store_gets_callbacks_a_503_and_nothing_is_lost(db: Db) {
+    let app = TestApp::start_with(db, |c| {
+        c.store_write_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let ts = now_secs();
+    let messages: Vec<(String, String)> = (0..2)
+        .map(|i| {
+            let xml = text_xml(CORP_ID, "lisi", 7300000000000001000 + i, "发货了吗", ts);
+            sealed(&wecom_crypt(), &xml, ts)
+        })
+        .collect();
+
+    let lock = StoreLock::hold(db, &app.state.config.database_url).await;
+    for (q, body) in &messages {
+        // Answered, and with the status that makes WeCom retry, instead of hanging.
+        let answered = tokio::time::timeout(
+            Duration::from_secs(20),
+            app.post("/wecom/callback", q, body.clone()),
+        )
+        .await
+        .expect("the callback is answered while the store hangs");
+        assert_eq!(answered, (503, "store_unavailable".into()));
+    }
+    lock.release().await;
+
+    // WeCom's retries: each message recorded once, whether or not the first delivery's
+    // write went through after its 503.
+    for (q, body) in &messages {
+        assert_eq!(
+            app.post("/wecom/callback", q, body.clone()).await,
+            (200, "success".into())
+        );
+    }
+    assert_eq!(app.count("wecom").await, 2);
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A request that is not answered within `request_timeout` gets 503, here behind a store
+/// that would have made it wait far longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_not_answered_in_time_gets_503() {
+    let app = TestApp::start_with(Db::Postgres, |c| {
+        c.store_write_timeout = Duration::from_secs(600);
+        c.server.body_read_timeout = Duration::from_secs(1);
+        c.server.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let ts = now_secs();
+    let xml = text_xml(CORP_ID, "lisi", 7300000000000002000, "发货了吗", ts);
+    let (q, body) = sealed(&wecom_crypt(), &xml, ts);
+    let lock = StoreLock::hold(Db::Postgres, &app.state.config.database_url).await;
+    let answered = tokio::time::timeout(
+        Duration::from_secs(20),
+        app.post("/wecom/callback", &q, body.clone()),
+    )
+    .await
+    .expect("answered while the store hangs");
+    assert_eq!(answered, (503, "request_timeout".into()));
+    lock.release().await;
+    assert_eq!(
+        app.post("/wecom/callback", &q, body).await,
+        (200, "success".into())
+    );
+    assert_eq!(app.count("wecom").await, 1);
+}
