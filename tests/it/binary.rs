@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kefu");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kefu");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -50,7 +50,7 @@ async fn start(config: &Path, port: u16) -> Child {
     panic!("kefu did not become ready on port {port}");
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()

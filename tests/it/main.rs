@@ -14,5 +14,6 @@ mod interop;
 mod kf;
 mod limits;
 mod reply_stats;
+mod secrets;
 mod tickets;
 mod wecom_api;
