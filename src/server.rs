@@ -48,7 +48,7 @@ pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<AppStat
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?
         .with_write_timeout(config.store_write_timeout);
-    Ok(wire(config, store, clock, Arc::new(classifier)))
+    wire(config, store, clock, Arc::new(classifier))
 }
 
 /// Build every service from the configuration: the WeCom client and the kf loop (when
@@ -58,15 +58,19 @@ fn wire(
     store: Store,
     clock: SharedClock,
     classifier: Arc<SharedClassifier>,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let metrics = Arc::new(Metrics::new());
     let tickets = Arc::new(TicketService::new(
         clock.clone(),
         config.ticket_settings(),
         metrics.clone(),
     ));
-    let kf = config.wecom.as_ref().and_then(|w| {
-        let secret = w.secret.as_deref()?;
+    let mut kf = None;
+    if let Some((w, secret)) = config
+        .wecom
+        .as_ref()
+        .and_then(|w| Some((w, w.secret.as_deref()?)))
+    {
         let client = WecomClient::new(
             &w.api_base,
             &w.corp_id,
@@ -75,8 +79,8 @@ fn wire(
             metrics.clone(),
             clock.clone(),
             RetryPolicy::default(),
-        );
-        Some(KfService::new(
+        )?;
+        kf = Some(KfService::new(
             store.clone(),
             Arc::new(client),
             classifier.clone(),
@@ -84,8 +88,8 @@ fn wire(
             config.acks.clone(),
             tickets.clone(),
             w.alert_webhook_key.clone(),
-        ))
-    });
+        ));
+    }
     let mut intake = Intake::new(
         store.clone(),
         metrics.clone(),
@@ -106,7 +110,7 @@ fn wire(
         })
     });
     let feed = crate::console::feed::Feed::new(store.pool().clone());
-    AppState::new(Services {
+    Ok(AppState::new(Services {
         config: Arc::new(config),
         store,
         metrics,
@@ -119,7 +123,7 @@ fn wire(
         mp,
         login_limiter,
         feed,
-    })
+    }))
 }
 
 /// Reload the reply library on SIGHUP, for as long as the process runs.

@@ -705,4 +705,15 @@ mod tests {
         let e = load("", &[("KEFU_SERVER_MAX_CONNECTIONS", "lots")]).unwrap_err();
         assert!(e.to_string().contains("KEFU_SERVER_MAX_CONNECTIONS"), "{e}");
     }
+
+    #[test]
+    fn plain_http_api_base_only_to_this_machine() {
+        let section = |base: &str| {
+            format!("[wecom]\ncorp_id=\"ww\"\ntoken=\"t\"\nencoding_aes_key=\"{KEY}\"\napi_base=\"{base}\"\n")
+        };
+        let e = load(&section("http://qyapi.weixin.qq.com"), &[]).unwrap_err();
+        assert!(e.to_string().contains("wecom.api_base"), "{e}");
+        assert!(load(&section("http://127.0.0.1:9100"), &[]).is_ok());
+        assert!(load(&section("https://qyapi.weixin.qq.com"), &[]).is_ok());
+    }
 }
