@@ -418,7 +418,11 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fut) {
+    let result = rt.block_on(fut);
+    // Whatever a command needed has finished; a blocking task still running (a library
+    // reload that came with the shutdown) must not hold the exit past its bound.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kefu: {e:#}");

@@ -1,9 +1,13 @@
 //! Running the HTTP server: wire the services from the configuration (the one place that
 //! does), bind, serve until a shutdown signal, finish in-flight requests, then close the
-//! store.
+//! store, all within `[server] shutdown_timeout`. The connections themselves (the cap, the
+//! header timeout, closing what is left) are in [`connections`].
+
+mod connections;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -42,8 +46,9 @@ pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<AppStat
     );
     let store = Store::connect(&config.database_url)
         .await
-        .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?;
-    Ok(wire(config, store, clock, Arc::new(classifier)))
+        .with_context(|| format!("opening the store at {}", redact_url(&config.database_url)))?
+        .with_write_timeout(config.store_write_timeout);
+    wire(config, store, clock, Arc::new(classifier))
 }
 
 /// Build every service from the configuration: the WeCom client and the kf loop (when
@@ -53,15 +58,19 @@ fn wire(
     store: Store,
     clock: SharedClock,
     classifier: Arc<SharedClassifier>,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let metrics = Arc::new(Metrics::new());
     let tickets = Arc::new(TicketService::new(
         clock.clone(),
         config.ticket_settings(),
         metrics.clone(),
     ));
-    let kf = config.wecom.as_ref().and_then(|w| {
-        let secret = w.secret.as_deref()?;
+    let mut kf = None;
+    if let Some((w, secret)) = config
+        .wecom
+        .as_ref()
+        .and_then(|w| Some((w, w.secret.as_deref()?)))
+    {
         let client = WecomClient::new(
             &w.api_base,
             &w.corp_id,
@@ -70,8 +79,8 @@ fn wire(
             metrics.clone(),
             clock.clone(),
             RetryPolicy::default(),
-        );
-        let kf = KfService::new(
+        )?;
+        let kf_service = KfService::new(
             store.clone(),
             Arc::new(client),
             classifier.clone(),
@@ -80,9 +89,9 @@ fn wire(
             tickets.clone(),
             w.alert_webhook_key.clone(),
         );
-        kf.set_outbox_lease(w.outbox_lease);
-        Some(kf)
-    });
+        kf_service.set_outbox_lease(w.outbox_lease);
+        kf = Some(kf_service);
+    }
     let mut intake = Intake::new(
         store.clone(),
         metrics.clone(),
@@ -103,7 +112,7 @@ fn wire(
         })
     });
     let feed = crate::console::feed::Feed::new(store.pool().clone());
-    AppState::new(Services {
+    Ok(AppState::new(Services {
         config: Arc::new(config),
         store,
         metrics,
@@ -116,7 +125,7 @@ fn wire(
         mp,
         login_limiter,
         feed,
-    })
+    }))
 }
 
 /// Reload the reply library on SIGHUP, for as long as the process runs.
@@ -146,29 +155,67 @@ pub fn reload_on_sighup(classifier: Arc<SharedClassifier>) {
     let _ = classifier;
 }
 
-/// Serve on `listener` until `shutdown` resolves; requests in flight are completed.
+/// Serve on `listener` until `shutdown` resolves; requests in flight are completed within
+/// `[server] shutdown_timeout`, then the store is closed.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_workers(state, listener, shutdown, Vec::new()).await
+}
+
+/// [`serve`], and on shutdown wait for `workers` too (they were told to stop by `shutdown`
+/// itself) before the store is closed under them.
+///
+/// The shutdown has one deadline, `shutdown_timeout` after the signal: connections and
+/// workers get all of it but a short reserve; then the connections still open (a client
+/// that sends half a request and stops, a console event stream) are closed, workers still
+/// running are aborted, and the store gets the reserve to flush and close.
+async fn serve_with_workers(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut workers: Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let limits = state.config.server;
     let store = state.store.clone();
-    // Open console pages hold event streams: end them when shutdown begins, or graceful
-    // shutdown would wait for them.
+    // Open console pages hold event streams: end them when shutdown begins, so that
+    // draining the connections does not wait for them.
     let feed = state.feed.clone();
     let shutdown = async move {
         shutdown.await;
         feed.close();
     };
-    // The peer address is what the console's login rate limit counts per client.
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
-    store.close().await;
+    let open = connections::accept_until(listener, router(state), &limits, shutdown).await;
+
+    let deadline = tokio::time::Instant::now() + limits.shutdown_timeout;
+    let reserve = (limits.shutdown_timeout / 5).min(Duration::from_secs(1));
+    let drain_until = deadline - reserve;
+    let (drained, stopped) = tokio::join!(
+        tokio::time::timeout_at(drain_until, open.closed()),
+        tokio::time::timeout_at(drain_until, join_workers(&mut workers)),
+    );
+    if drained.is_err() {
+        tracing::warn!(
+            connections = open.open(),
+            "closing the connections still open at the shutdown deadline"
+        );
+        open.close_all();
+        let _ = tokio::time::timeout_at(deadline, open.closed()).await;
+    }
+    if stopped.is_err() {
+        tracing::warn!("background workers did not stop by the shutdown deadline; aborted");
+        for w in &workers {
+            w.abort();
+        }
+    }
+    if tokio::time::timeout_at(deadline, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store did not close by the shutdown deadline");
+    }
     Ok(())
 }
 
@@ -221,26 +268,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "kefu listening");
-    // On a signal the background workers stop first (each finishes the item in hand, within
-    // a bound), then the server drains its requests and closes the store: a worker never
-    // finds the store closed under it.
+    // On a signal the background workers are told to stop (each finishes the item in hand)
+    // while the server drains its requests; the store is closed once both are done or the
+    // shutdown deadline has come, so a worker never finds the store closed under it.
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_workers.send(true);
-        let all = join_workers(workers);
-        if tokio::time::timeout(std::time::Duration::from_secs(10), all)
-            .await
-            .is_err()
-        {
-            tracing::warn!("background workers did not stop within 10 s");
-        }
     };
-    serve(state, listener, shutdown).await
+    serve_with_workers(state, listener, shutdown, workers).await
 }
 
 /// Wait for every handle (a worker that panicked is already logged by its own task).
-async fn join_workers(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
+async fn join_workers(handles: &mut [tokio::task::JoinHandle<()>]) {
+    for h in handles.iter_mut() {
         let _ = h.await;
     }
 }

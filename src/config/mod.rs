@@ -11,7 +11,9 @@ mod classifier;
 mod console;
 mod mp;
 mod priority;
+mod server;
 mod sla;
+mod store;
 mod tickets;
 mod tiers;
 mod wecom;
@@ -26,6 +28,8 @@ use crate::crypto::decode_aes_key;
 pub use callback::{AckTexts, CallbackLimits, DEFAULT_ACK_TEXT, DEFAULT_OFFLINE_ACK_TEXT};
 pub use console::ConsoleConfig;
 pub use mp::MpConfig;
+pub use server::ServerLimits;
+pub use store::DEFAULT_WRITE_TIMEOUT;
 pub use tickets::{parse_duration_ms, TicketsConfig};
 pub use wecom::{WecomConfig, DEFAULT_OUTBOX_LEASE_SECS};
 
@@ -114,6 +118,8 @@ struct RawConfig {
     console: Option<console::RawConsole>,
     wecom: Option<wecom::RawWecom>,
     mp: Option<mp::RawMp>,
+    server: Option<server::RawServer>,
+    store: Option<store::RawStore>,
     callback: Option<callback::RawCallback>,
     classifier: Option<classifier::RawClassifier>,
     tickets: Option<tickets::RawTickets>,
@@ -140,6 +146,10 @@ pub struct Config {
     /// Secure.
     pub public_url: Option<String>,
     pub log_format: LogFormat,
+    /// `[server]`: timeouts, the connection cap, the shutdown bound.
+    pub server: ServerLimits,
+    /// `[store] write_timeout`: how long a callback waits for its message to be committed.
+    pub store_write_timeout: std::time::Duration,
     /// `[console]`: sessions and login limits.
     pub console: ConsoleConfig,
     pub wecom: Option<WecomConfig>,
@@ -188,6 +198,8 @@ impl std::fmt::Debug for Config {
             .field("replies_dir", &self.replies_dir)
             .field("wecom.corp_id", &self.wecom.as_ref().map(|w| &w.corp_id))
             .field("mp.app_id", &self.mp.as_ref().map(|m| &m.app_id))
+            .field("server", &self.server)
+            .field("store_write_timeout", &self.store_write_timeout)
             .field("callback", &self.callback)
             .field("acks", &self.acks)
             .finish_non_exhaustive()
@@ -323,6 +335,12 @@ impl RawConfig {
         env.set(&mut self.log_format, "log_format");
         wecom::RawWecom::apply_env(&mut self.wecom, env);
         mp::RawMp::apply_env(&mut self.mp, env);
+        self.server
+            .get_or_insert_with(Default::default)
+            .apply_env(env)?;
+        self.store
+            .get_or_insert_with(Default::default)
+            .apply_env(env);
         self.callback
             .get_or_insert_with(Default::default)
             .apply_env(env)?;
@@ -391,6 +409,8 @@ impl RawConfig {
             .filter(|u| !u.trim().is_empty())
             .map(|u| public_origin(&u))
             .transpose()?;
+        let server = self.server.unwrap_or_default().validate()?;
+        let store_write_timeout = self.store.unwrap_or_default().validate()?;
         let console = self.console.unwrap_or_default().validate()?;
         let wecom = self.wecom.map(wecom::RawWecom::validate).transpose()?;
         let mp = self.mp.map(mp::RawMp::validate).transpose()?;
@@ -408,6 +428,8 @@ impl RawConfig {
             admin_token,
             public_url,
             log_format,
+            server,
+            store_write_timeout,
             console,
             wecom,
             mp,
@@ -449,9 +471,8 @@ mod tests {
 
     #[test]
     fn the_outbox_lease_is_two_minutes_unless_set() {
-        let wecom = format!(
-            "[wecom]\ncorp_id = \"ww1\"\ntoken = \"t\"\nencoding_aes_key = \"{KEY}\"\n"
-        );
+        let wecom =
+            format!("[wecom]\ncorp_id = \"ww1\"\ntoken = \"t\"\nencoding_aes_key = \"{KEY}\"\n");
         let lease = |toml: &str, env: &[(&str, &str)]| {
             load(toml, env).map(|c| c.wecom.map(|w| w.outbox_lease.as_secs()))
         };
@@ -651,5 +672,71 @@ mod tests {
             let e = Config::from_sources(&text, Path::new("kefu.toml"), |_| None).unwrap_err();
             assert!(e.to_string().contains("timestamp_tolerance_secs"), "{e}");
         }
+    }
+
+    #[test]
+    fn server_limits_and_store_timeout_have_defaults_file_and_env() {
+        use std::time::Duration;
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.server, ServerLimits::default());
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.store_write_timeout, Duration::from_secs(3));
+        let c = load(
+            "[server]\nheader_read_timeout = \"5s\"\nmax_connections = 64\n[store]\nwrite_timeout = \"2s\"\n",
+            &[
+                ("KEFU_SERVER_SHUTDOWN_TIMEOUT", "1m"),
+                ("KEFU_SERVER_MAX_CONNECTIONS", "128"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_connections, 128);
+        assert_eq!(c.store_write_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn server_limits_are_bounded() {
+        for (bad, key) in [
+            (
+                "[server]\nheader_read_timeout = \"0s\"\n",
+                "server.header_read_timeout",
+            ),
+            (
+                "[server]\nheader_read_timeout = \"1h\"\n",
+                "server.header_read_timeout",
+            ),
+            (
+                "[server]\nbody_read_timeout = \"soon\"\n",
+                "server.body_read_timeout",
+            ),
+            (
+                "[server]\nbody_read_timeout = \"1m\"\nrequest_timeout = \"30s\"\n",
+                "server.request_timeout",
+            ),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            (
+                "[server]\nshutdown_timeout = \"1d\"\n",
+                "server.shutdown_timeout",
+            ),
+            ("[store]\nwrite_timeout = \"0s\"\n", "store.write_timeout"),
+        ] {
+            let e = load(bad, &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+        let e = load("", &[("KEFU_SERVER_MAX_CONNECTIONS", "lots")]).unwrap_err();
+        assert!(e.to_string().contains("KEFU_SERVER_MAX_CONNECTIONS"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_api_base_only_to_this_machine() {
+        let section = |base: &str| {
+            format!("[wecom]\ncorp_id=\"ww\"\ntoken=\"t\"\nencoding_aes_key=\"{KEY}\"\napi_base=\"{base}\"\n")
+        };
+        let e = load(&section("http://qyapi.weixin.qq.com"), &[]).unwrap_err();
+        assert!(e.to_string().contains("wecom.api_base"), "{e}");
+        assert!(load(&section("http://127.0.0.1:9100"), &[]).is_ok());
+        assert!(load(&section("https://qyapi.weixin.qq.com"), &[]).is_ok());
     }
 }

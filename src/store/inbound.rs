@@ -106,18 +106,29 @@ fn fill_batch(
 }
 
 impl super::Store {
-    /// Store a callback message durably, or report that it was stored before.
+    /// Store a callback message durably, or report that it was stored before; within the
+    /// write timeout, so that a hung database gets the callback an error (and WeChat a
+    /// reason to retry) instead of a request that never ends.
+    ///
+    /// The bound covers the wait for a place in the writer's queue and for the commit. A
+    /// record given up on stays queued and may still be committed when the database comes
+    /// back; its retry is then a duplicate, answered like the first delivery.
     pub async fn record_inbound(&self, rec: NewInbound) -> Result<Recorded, StoreError> {
         let (done, wait) = oneshot::channel();
-        self.writer
-            .send(WriterMsg::Write(WriteJob { rec, done }))
+        let recorded = async {
+            self.writer
+                .send(WriterMsg::Write(WriteJob { rec, done }))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            match wait.await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(msg)) => Err(StoreError::Db(sqlx::Error::Protocol(msg))),
+                Err(_) => Err(StoreError::Closed),
+            }
+        };
+        tokio::time::timeout(self.write_timeout, recorded)
             .await
-            .map_err(|_| StoreError::Closed)?;
-        match wait.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(msg)) => Err(StoreError::Db(sqlx::Error::Protocol(msg))),
-            Err(_) => Err(StoreError::Closed),
-        }
+            .unwrap_or(Err(StoreError::Timeout(self.write_timeout)))
     }
 
     /// Count stored messages on a channel (operations and tests).

@@ -46,6 +46,10 @@ pub enum StoreError {
     },
     #[error("the store is shutting down")]
     Closed,
+    /// The inbound writer did not answer within the write timeout: the database is hung or
+    /// overloaded. The message may still be committed later (a retry then finds it).
+    #[error("the store did not record the message within {} ms", .0.as_millis())]
+    Timeout(Duration),
     #[error("cannot start the inbound writer: {0}")]
     Writer(String),
 }
@@ -61,6 +65,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     writer: mpsc::Sender<inbound::WriterMsg>,
+    /// How long [`Store::record_inbound`] waits for the writer (`[store] write_timeout`).
+    write_timeout: Duration,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -112,7 +118,15 @@ impl Store {
             pool,
             backend,
             writer: tx,
+            write_timeout: crate::config::DEFAULT_WRITE_TIMEOUT,
         })
+    }
+
+    /// The same store, with callbacks waiting at most `timeout` for their message to be
+    /// recorded.
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Store {
+        self.write_timeout = timeout;
+        self
     }
 
     pub fn backend(&self) -> Backend {

@@ -7,6 +7,7 @@ mod auth;
 mod callback;
 pub mod console;
 mod error;
+mod limits;
 mod ops;
 mod replay;
 mod tickets;
@@ -81,7 +82,7 @@ pub struct MpChannel {
     pub crypt: Option<MsgCrypt>,
 }
 
-/// Every route, counted and timed by [`track`].
+/// Every route, within the request limits of [`limits`], counted and timed by [`track`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(callback::router())
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(tickets::router())
         .merge(console::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -73,6 +73,11 @@ impl ApiError {
     }
 }
 
+/// The WeCom API client could not be made (kefu refuses to start without it).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the WeCom HTTP client: {0}")]
+pub struct ClientBuildError(String);
+
 /// Retry budget for transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -116,6 +121,10 @@ pub struct WecomClient {
 
 impl WecomClient {
     /// `store` is used to share the token between replicas when it is PostgreSQL.
+    ///
+    /// Fails when the HTTP client cannot be built (no TLS roots, a broken system
+    /// configuration): a client without the timeout and redirect policy below is never used
+    /// instead.
     pub fn new(
         base: &str,
         corp_id: &str,
@@ -124,14 +133,16 @@ impl WecomClient {
         metrics: Arc<Metrics>,
         clock: SharedClock,
         retry: RetryPolicy,
-    ) -> WecomClient {
-        WecomClient {
-            http: reqwest::Client::builder()
-                .timeout(retry.timeout)
-                // URLs carry the access token: never replay them to wherever a 3xx points.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+    ) -> Result<WecomClient, ClientBuildError> {
+        let http = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            // URLs carry the access token: never replay them to wherever a 3xx points.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            // The error's text names no URL or secret (none is known yet), only the cause.
+            .map_err(|e| ClientBuildError(e.to_string()))?;
+        Ok(WecomClient {
+            http,
             base: base.trim_end_matches('/').to_string(),
             corp_id: corp_id.to_string(),
             secret: secret.to_string(),
@@ -140,7 +151,7 @@ impl WecomClient {
             metrics,
             clock,
             retry,
-        }
+        })
     }
 
     fn count(&self, api: &str, outcome: &str) {

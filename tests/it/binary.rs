@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kefu");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kefu");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -50,7 +50,7 @@ async fn start(config: &Path, port: u16) -> Child {
     panic!("kefu did not become ready on port {port}");
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -473,3 +473,88 @@ async fn console_users_from_the_command_line(db: Db) {
 }
 
 on_both_stores!(console_users_from_the_command_line);
+
+/// 3,000 clients send half a request header and stop, another is in the middle of a body:
+/// SIGTERM still ends the process within `shutdown_timeout`, long before the header timeout
+/// would have let them go, and the process says it stopped cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_process_within_its_bound_whatever_slow_clients_do() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        port,
+        &format!("sqlite://{}/kefu.db", dir.path().display()),
+        &replies_dir(),
+    );
+    let mut toml = std::fs::read_to_string(&cfg).unwrap();
+    toml.push_str(
+        "\n[server]\nheader_read_timeout = \"5m\"\nbody_read_timeout = \"5m\"\nrequest_timeout = \"5m\"\nmax_connections = 4000\nshutdown_timeout = \"2s\"\n",
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let mut child = start(&cfg, port).await;
+
+    let mut slow = Vec::new();
+    for batch in 0..6 {
+        let conns = (0..500).map(|_| async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            s.write_all(b"POST /wecom/callback HTTP/1.1\r\nHost: kefu\r\nX-Wait")
+                .await?;
+            Ok::<_, std::io::Error>(s)
+        });
+        for s in futures_util::future::join_all(conns).await {
+            slow.push(s.unwrap_or_else(|e| panic!("batch {batch}: {e}")));
+        }
+    }
+    // A signed callback whose body stops after a few bytes: the handler is reading it.
+    let ts = now_secs();
+    let (q, _) = sealed(
+        &wecom_crypt(),
+        &text_xml(CORP_ID, "zhangsan", 7300000000000000901, "在吗", ts),
+        ts,
+    );
+    let mut mid_body = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    mid_body
+        .write_all(
+            format!("POST /wecom/callback?{q} HTTP/1.1\r\nHost: kefu\r\nContent-Length: 5000\r\n\r\n<xml>")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The server is not starved by them.
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    signal(&child, "-TERM");
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("kefu still running 15 s after SIGTERM with shutdown_timeout = 2s");
+    };
+    assert!(
+        status.success(),
+        "a bounded shutdown still exits 0, got {status}"
+    );
+    // Every slow client finds its connection closed.
+    let mut buf = [0u8; 16];
+    for s in slow.iter_mut().take(20).chain([&mut mid_body]) {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed by the process's exit")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+}

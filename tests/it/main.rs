@@ -14,6 +14,8 @@ mod fault;
 mod fuzz_http;
 mod interop;
 mod kf;
+mod limits;
 mod reply_stats;
+mod secrets;
 mod tickets;
 mod wecom_api;

@@ -34,6 +34,7 @@ fn client(base: &str, store: Option<Store>, metrics: Arc<Metrics>) -> WecomClien
             timeout: Duration::from_secs(2),
         },
     )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -134,7 +135,8 @@ async fn permanent_errors_are_not_retried_and_secrets_stay_out_of_errors() {
         metrics,
         Arc::new(SystemClock),
         RetryPolicy::default(),
-    );
+    )
+    .unwrap();
     let e = bad.account_list().await.unwrap_err();
     assert_eq!(e.code(), Some(40001));
     assert!(!e.to_string().contains("wrong-secret"));
@@ -306,7 +308,8 @@ async fn answers_slower_than_the_timeout_fail_as_network_errors() {
             base_delay: Duration::from_millis(5),
             timeout: Duration::from_millis(100),
         },
-    );
+    )
+    .unwrap();
     sim.inject(Faults {
         slow: Duration::from_millis(400),
         ..Default::default()
@@ -324,4 +327,42 @@ async fn answers_slower_than_the_timeout_fail_as_network_errors() {
     c.account_list()
         .await
         .expect("fine once WeCom is fast again");
+}
+
+/// An API base that answers with a redirect: the client does not follow it, so the corp
+/// secret and tokens in the URL never reach the place it points to.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    use axum::http::{header, StatusCode};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let reached = Arc::new(AtomicU64::new(0));
+    let target = {
+        let reached = reached.clone();
+        axum::Router::new().fallback(move || {
+            reached.fetch_add(1, Ordering::SeqCst);
+            async { "{\"errcode\":0,\"access_token\":\"stolen\",\"expires_in\":7200}" }
+        })
+    };
+    let target_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(target_listener, target).await });
+    let redirecting = axum::Router::new().fallback(move |uri: axum::http::Uri| async move {
+        (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("http://{target_addr}{uri}"))],
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+    let metrics = Arc::new(Metrics::new());
+    let c = client(&base, None, metrics);
+    let e = c.access_token(None).await.unwrap_err();
+    assert!(e.to_string().contains("302"), "{e}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
 }

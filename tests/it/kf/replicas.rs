@@ -36,7 +36,8 @@ async fn replicas(
             metrics.clone(),
             clock.clone(),
             RetryPolicy::default(),
-        );
+        )
+        .unwrap();
         let (classifier, _) =
             SharedClassifier::load(std::path::Path::new(&replies_dir()), Thresholds::default())
                 .unwrap();

@@ -1,0 +1,104 @@
+//! Per-request time limits: the body must arrive within `[server] body_read_timeout` of the
+//! headers (else 408 and the connection is closed), and the response must start within
+//! `request_timeout` (else 503). The header timeout, the connection cap and the shutdown
+//! bound belong to the connections, in `crate::server`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::body::{Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::AppState;
+
+/// The middleware: wrap the body in its deadline, run the request within its own.
+pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limits = state.config.server;
+    let cut = Arc::new(AtomicBool::new(false));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let req = req.map(|body| {
+        if body.is_end_stream() {
+            body
+        } else {
+            Body::new(DeadlineBody {
+                inner: body,
+                deadline: Box::pin(tokio::time::sleep_until(
+                    Instant::now() + limits.body_read_timeout,
+                )),
+                cut: cut.clone(),
+            })
+        }
+    });
+    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+        // Whatever the handler made of a body that stopped short (a 400, a 413), the client
+        // was too slow: say so, and do not read what it may still send.
+        Ok(_) if cut.load(Ordering::Relaxed) => {
+            tracing::warn!(
+                route,
+                "request body not received in time; connection closed"
+            );
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                "body_timeout",
+            )
+                .into_response()
+        }
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(route, "request not answered in time");
+            (StatusCode::SERVICE_UNAVAILABLE, "request_timeout").into_response()
+        }
+    }
+}
+
+/// The client did not send the whole body in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received within the body read timeout")]
+struct BodyTimeout;
+
+/// A request body that fails once its deadline passes, and says so through `cut`.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<Sleep>>,
+    cut: Arc<AtomicBool>,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.cut.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
