@@ -134,7 +134,8 @@ pub async fn decide(
     } else {
         "dismissed"
     };
-    mark(conn, ticket_id, message_id, None, rest, by, now).await
+    mark(conn, ticket_id, message_id, None, rest, by, now).await?;
+    Ok(())
 }
 
 /// How an agent's text relates to a rendered suggestion: `Some(false)` sent as is,
@@ -215,22 +216,21 @@ pub async fn dismiss(
     by: &str,
     now: i64,
 ) -> sqlx::Result<bool> {
-    let n = sqlx::query(
-        "UPDATE suggestions SET outcome = 'dismissed', decided_by = $1, decided_at = $2 \
-         WHERE ticket_id = $3 AND message_id = $4 AND reply_id = $5 AND outcome IS NULL",
+    let n = mark(
+        conn,
+        ticket_id,
+        message_id,
+        Some(reply_id),
+        "dismissed",
+        by,
+        now,
     )
-    .bind(by)
-    .bind(now)
-    .bind(ticket_id)
-    .bind(message_id)
-    .bind(reply_id)
-    .execute(conn)
-    .await?
-    .rows_affected();
+    .await?;
     Ok(n > 0)
 }
 
-/// Set the outcome of one open suggestion (`reply_id`) or of all open ones of a message.
+/// Set the outcome of one open suggestion (`reply_id`) or of all open ones of a message;
+/// how many were set.
 async fn mark(
     conn: &mut AnyConnection,
     ticket_id: &str,
@@ -239,8 +239,8 @@ async fn mark(
     outcome: &str,
     by: &str,
     now: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
         "UPDATE suggestions SET outcome = $1, decided_by = $2, decided_at = $3 \
          WHERE ticket_id = $4 AND message_id = $5 AND ($6 IS NULL OR reply_id = $6) \
          AND outcome IS NULL",
@@ -252,8 +252,9 @@ async fn mark(
     .bind(message_id)
     .bind(reply_id)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -463,6 +463,19 @@ async fn act(
 
 /// A lifecycle action without WeCom (no `[wecom] secret`), in its own transaction (routing
 /// turn first).
+/// A ticket change's transaction without WeCom: the routing turn first, then the ticket.
+pub(super) async fn plain_tx(
+    state: &AppState,
+    id: &str,
+) -> Result<(sqlx::Transaction<'static, sqlx::Any>, Ticket), WebError> {
+    let mut tx = state.store.pool().begin().await.map_err(WebError::store)?;
+    ticket_store::take_routing_turn(&mut tx)
+        .await
+        .map_err(WebError::store)?;
+    let t = ticket_or_404(&mut *tx, id).await?;
+    Ok((tx, t))
+}
+
 pub(super) async fn plain(
     state: &AppState,
     id: &str,
@@ -470,11 +483,7 @@ pub(super) async fn plain(
     actor: &str,
     agent: Option<&str>,
 ) -> Result<Ticket, WebError> {
-    let mut tx = state.store.pool().begin().await.map_err(WebError::store)?;
-    ticket_store::take_routing_turn(&mut tx)
-        .await
-        .map_err(WebError::store)?;
-    let t = ticket_or_404(&mut *tx, id).await?;
+    let (mut tx, t) = plain_tx(state, id).await?;
     let t = state
         .tickets
         .act(&mut tx, &t, action, actor, agent)

@@ -37,7 +37,8 @@ use crate::tickets::routing::Agent;
 use crate::tickets::store::{self as ticket_store, Filter, TicketMessage};
 use crate::tickets::{Action, ReplyMode, Ticket, TicketStatus};
 use crate::web::tickets::{
-    all_agents, field, kf_error, plain, ticket_error, ticket_or_404, ListQuery, MAX_REPLY_BYTES,
+    all_agents, field, kf_error, plain, plain_tx, ticket_error, ticket_or_404, ListQuery,
+    MAX_REPLY_BYTES,
 };
 use crate::web::{AppState, WebError};
 
@@ -996,11 +997,7 @@ async fn escalate(state: &AppState, id: &str, actor: &str) -> Result<Ticket, Web
             Ok(t)
         }
         None => {
-            let mut tx = state.store.pool().begin().await.map_err(WebError::store)?;
-            ticket_store::take_routing_turn(&mut tx)
-                .await
-                .map_err(WebError::store)?;
-            let t = ticket_or_404(&mut *tx, id).await?;
+            let (mut tx, t) = plain_tx(state, id).await?;
             let t = state
                 .tickets
                 .escalate(&mut tx, &t, actor)

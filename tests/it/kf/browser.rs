@@ -126,12 +126,7 @@ async fn login(c: &Client, kf: &Kf, name: &str) {
         .send_keys(PASSWORD)
         .await
         .unwrap();
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form.login button").await;
     element(c, "#workspace").await;
     // The live feed is connected (its `hello` arrived).
     until_js(
@@ -163,6 +158,25 @@ async fn until_js(c: &Client, script: &str, what: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The recorded outcome of each suggestion shown for a ticket, by slot.
+async fn outcomes(kf: &Kf, ticket: &str) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT slot, outcome FROM suggestions WHERE ticket_id = $1 ORDER BY slot")
+        .bind(ticket)
+        .fetch_all(kf.app.state.store.pool())
+        .await
+        .unwrap()
+}
+
+/// Click the element `css` names.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn js(c: &Client, script: &str) -> Value {
@@ -258,12 +272,7 @@ async fn an_agent_sees_the_ticket_arrive_and_sends_suggestion_two_with_the_keybo
     shot(&c, "agent-replied").await;
 
     // Recorded: suggestion 2 accepted as is.
-    let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT slot, outcome FROM suggestions WHERE ticket_id = $1 ORDER BY slot")
-            .bind(&id)
-            .fetch_all(kf.app.state.store.pool())
-            .await
-            .unwrap();
+    let rows = outcomes(&kf, &id).await;
     assert_eq!(rows.len(), 3, "{rows:?}");
     for (slot, outcome) in rows {
         // The other two were passed over, not judged.
@@ -357,30 +366,10 @@ async fn a_supervisor_reassigns_a_ticket_and_the_other_agent_sees_it_without_rel
     login(&lead, &kf, "lead").await;
     element(&lead, &format!("#queue tr[data-ticket='{id}']")).await;
     shot(&lead, "supervisor-queues").await;
-    lead.find(Locator::Css(&format!("input[name=ticket][value='{id}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    lead.find(Locator::Css("#bulk-action option[value=assign]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    lead.find(Locator::Css("#bulk-agent option[value=zhang]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    lead.find(Locator::Css("#bulk-go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&lead, &format!("input[name=ticket][value='{id}']")).await;
+    click(&lead, "#bulk-action option[value=assign]").await;
+    click(&lead, "#bulk-agent option[value=zhang]").await;
+    click(&lead, "#bulk-go").await;
     element(&lead, "#workspace").await;
     shot(&lead, "supervisor-after-reassignment").await;
 
@@ -657,12 +646,7 @@ async fn in_wecom_mode_the_page_offers_suggestions_to_copy_and_marks_the_agents_
     )
     .await;
     shot(&c, "agent-wecom-mode-replied").await;
-    let outcomes: Vec<(i64, String)> =
-        sqlx::query_as("SELECT slot, outcome FROM suggestions WHERE ticket_id = $1 ORDER BY slot")
-            .bind(&id)
-            .fetch_all(kf.app.state.store.pool())
-            .await
-            .unwrap();
+    let outcomes = outcomes(&kf, &id).await;
     assert_eq!(outcomes[0], (1, "accepted".to_string()), "{outcomes:?}");
     assert!(
         outcomes[1..].iter().all(|(_, o)| o == "passed"),
@@ -716,12 +700,7 @@ async fn a_warned_term_asks_the_agent_to_confirm_and_the_keys_move_and_resolve()
         .sent_to("wmCup")
         .iter()
         .all(|b| !text_of(b).contains("全网最好")));
-    c.find(Locator::Css("#reply-error button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#reply-error button").await;
     kf.until("the confirmed reply to reach the shopper", |k| {
         k.sent_to("wmCup")
             .iter()

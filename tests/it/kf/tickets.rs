@@ -110,7 +110,10 @@ async fn in_console_mode_an_agent_answers_a_complaint_from_kefu_and_the_shopper_
             .any(|b| text_of(b) == "收到啦，客服马上来")
     })
     .await;
-    assert_eq!(kf.sim.session_state(KFID, "wmAngry"), 1);
+    kf.until("the session to be with the API (state 1)", |k| {
+        k.sim.session_state(KFID, "wmAngry") == 1
+    })
+    .await;
     let id = t["id"].as_str().unwrap().to_string();
 
     // Refusals change nothing: an unknown ticket, a forbidden move, a bad field.
