@@ -79,6 +79,8 @@ struct KfRecord {
 pub struct Sent {
     pub api: &'static str,
     pub body: Value,
+    /// When the simulator took it.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -772,6 +774,7 @@ async fn send_msg(State(sim): State<Simulator>, Query(q): Q, Json(body): Json<Va
     g.sent.push(Sent {
         api: "send_msg",
         body: body.clone(),
+        at: Instant::now(),
     });
     ok(json!({"msgid": msgid}))
 }
@@ -793,6 +796,7 @@ async fn send_msg_on_event(
     g.sent.push(Sent {
         api: "send_msg_on_event",
         body: body.clone(),
+        at: Instant::now(),
     });
     ok(json!({"msgid": body["msgid"].as_str().unwrap_or("sim_welcome")}))
 }

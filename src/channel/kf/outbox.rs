@@ -160,6 +160,8 @@ impl KfService {
             if !outbox_store::claim(pool, &row.id, now, now + lease_ms).await? {
                 continue; // another replica took it
             }
+            let lease_ends = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(lease_ms.max(0) as u64);
             settled += 1;
             let body: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
             let api = OutboxApi::parse(&row.api);
@@ -191,7 +193,7 @@ impl KfService {
             let now = self.clock.now_ms();
             match result {
                 Ok(_) => {
-                    outbox_store::mark_sent(pool, &row.id, now).await?;
+                    self.record_sent(&row.id, lease_ends).await?;
                     sent += 1;
                 }
                 Err(e) => {
@@ -230,6 +232,24 @@ impl KfService {
             tx.commit().await?;
         }
         Ok((sent, settled))
+    }
+
+    /// WeCom took the message: record it. While the store cannot be reached, keep trying for
+    /// as long as the row's lease is this sender's: a row left `sending` would be sent again
+    /// once its lease runs out.
+    async fn record_sent(&self, id: &str, lease_ends: tokio::time::Instant) -> Result<(), KfError> {
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match outbox_store::mark_sent(self.store.pool(), id, self.clock.now_ms()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + wait < lease_ends => {
+                    tracing::warn!(outbox_id = %id, error = %e, "sent, but not yet recorded; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Make the call a row stands for.
