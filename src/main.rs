@@ -53,6 +53,16 @@ enum Command {
         #[arg(long)]
         mistakes: bool,
     },
+    /// Fit the classifier's thresholds by cross-validation over the reply library: prints
+    /// the held-out accuracy and wrong-answer table and the `[classifier]` values it gives.
+    Calibrate {
+        /// Number of folds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=20))]
+        folds: u32,
+        /// Also list the held-out sample questions answered at once with another intent.
+        #[arg(long)]
+        mistakes: bool,
+    },
     /// Simulate a day of tickets and compare kefu's priority routing with a FIFO queue
     /// (uses the `[sla]` and `[priority]` configuration).
     SimulateQueue {
@@ -481,6 +491,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Calibrate { folds, mistakes } => {
+            let fit = kefu::library::load(&config.replies_dir)
+                .map_err(|e| e.to_string())
+                .and_then(|lib| {
+                    kefu::intent::calibrate::cross_validate(&lib, folds as usize)
+                        .map_err(|e| e.to_string())
+                });
+            match fit {
+                Ok(held) => {
+                    let fit = kefu::intent::calibrate::fit(&held);
+                    print!("{}", fit.render());
+                    if mistakes {
+                        println!("\nanswered at once with another intent");
+                        print!(
+                            "{}",
+                            kefu::intent::calibrate::conflicts(&held, fit.thresholds.unknown_below)
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kefu: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::SimulateQueue { seed, days, runs } => {
             use kefu::tickets::simulation::{compare, Scenario};
             let scenario = Scenario::small_shop(days);

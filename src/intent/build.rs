@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::{doc, Index, ReloadPolicy};
 
-use super::{normalize, retrieval, tokenizer, Classifier, ClassifierError, Thresholds};
+use super::{linear, normalize, retrieval, tokenizer, Classifier, ClassifierError, Thresholds};
 use crate::library::Library;
 
 const TOKENIZER: &str = "kefu_zh";
@@ -67,6 +67,20 @@ impl Classifier {
         let mut reply_intent: Vec<u16> = Vec::with_capacity(library.replies().len());
         let mut vocab: HashMap<String, u32> = HashMap::new();
         let mut questions: Vec<QuestionDoc> = Vec::new();
+        // Training samples of the linear model; their classes are intent indexes, and the
+        // out-of-scope samples' class (one past the last intent) is fixed once all are known.
+        let mut samples: Vec<linear::Sample> = Vec::new();
+        let mut sample = |text: &str, class: u16, vocab: &mut HashMap<String, u32>| {
+            let ids = token_ids(
+                tokenize(&normalize::strip_filler(&normalize::normalize(text))),
+                vocab,
+            );
+            samples.push(linear::Sample {
+                distinct: ids.len(),
+                ids,
+                class,
+            });
+        };
         // intent index -> token id -> count
         let mut intent_tf: Vec<HashMap<u32, f32>> = Vec::new();
         for (ri, reply) in library.replies().iter().enumerate() {
@@ -79,6 +93,10 @@ impl Classifier {
                 }
             };
             reply_intent.push(ii as u16);
+            sample(&reply.title, ii as u16, &mut vocab);
+            for q in &reply.questions {
+                sample(q, ii as u16, &mut vocab);
+            }
             let extra = std::iter::once(reply.title.as_str())
                 .chain(reply.keywords.iter().map(String::as_str));
             for text in extra {
@@ -117,7 +135,9 @@ impl Classifier {
             ))?;
         }
         // Out-of-scope samples: question documents of no reply.
+        let unknown_class = intents.len() as u16;
         for q in library.out_of_scope() {
+            sample(q, unknown_class, &mut vocab);
             let norm = normalize::normalize(q);
             let ids = token_ids(tokenize(&norm), &mut vocab);
             writer.add_document(doc!(
@@ -132,6 +152,7 @@ impl Classifier {
             });
         }
         writer.commit()?;
+        let linear = linear::Linear::train(&samples, intents.len() + 1, vocab.len());
 
         let n_intents = intents.len().max(1) as f32;
         let mut df = vec![0u32; vocab.len()];
@@ -204,6 +225,7 @@ impl Classifier {
             idf,
             unseen_idf,
             postings,
+            linear,
             intents,
             reply_intent,
             first_reply,

@@ -317,7 +317,14 @@ const FILLER: &[&str] = &[
     "亲",
 ];
 
-/// Drop filler from normalised text if at least two CJK characters (or one ASCII word) remain.
+/// What [`mask_numbers`] puts for an order or tracking number and for a mobile number: the
+/// shopper gives one with any request, so for scoring it is dropped, with its label.
+const SLOTS: &[&str] = &["单号", "手机号"];
+const SLOT_LABELS: &[&str] = &[
+    "订单编号", "订单号", "单号", "订单", "手机号码", "手机号", "电话", "手机", "号码",
+];
+
+/// Drop filler and number slots from normalised text if at least two CJK characters (or one ASCII word) remain.
 pub fn strip_filler(normalized: &str) -> String {
     let mut out = normalized.to_string();
     for f in FILLER {
@@ -329,8 +336,22 @@ pub fn strip_filler(normalized: &str) -> String {
     const PARTICLES: &[char] = &[
         '呀', '啊', '呢', '吧', '哦', '哈', '嘛', '啦', '呗', '滴', '噢',
     ];
-    let out = out
-        .split_whitespace()
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let out = words
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| !SLOTS.contains(w))
+        .map(|(i, w)| {
+            // The label in front of a slot ("订单号 单号") says no more than the slot does.
+            if words.get(i + 1).is_some_and(|next| SLOTS.contains(next)) {
+                SLOT_LABELS
+                    .iter()
+                    .find_map(|l| w.strip_suffix(l))
+                    .unwrap_or(w)
+            } else {
+                w
+            }
+        })
         .map(|w| w.trim_end_matches(PARTICLES))
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
@@ -468,6 +489,16 @@ mod tests {
         use super::strip_filler;
         assert_eq!(strip_filler("亲 在吗 我的快递到哪了"), "我的快递到哪了");
         assert_eq!(strip_filler("在吗"), "在吗");
+        // a number slot and its label carry no intent; a label that says more stays
+        assert_eq!(
+            strip_filler(&normalize("订单号 6612340987 什么时候能发呀")),
+            "什么时候能发"
+        );
+        assert_eq!(
+            strip_filler(&normalize("帮我查下快递单号SF1234567890")),
+            "帮我查下快递"
+        );
+        assert_eq!(strip_filler(&normalize("13812345678")), "手机号");
         assert_eq!(strip_filler("你好"), "你好");
     }
 }

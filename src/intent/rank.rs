@@ -2,8 +2,8 @@
 //! vocabulary ids and IDF weights; [`Classifier::rank`] retrieves BM25 candidates and scores
 //! them: a sample question by the cosine of IDF-weighted token sets, a reply by its best
 //! candidate, and an intent by blending `KNN_WEIGHT` (0.3) × its best reply's similarity with
-//! 0.7 × the cosine between the message and the intent's centroid. [`calibrate`] turns the
-//! best intent's score and coverage into a confidence.
+//! 0.7 × the cosine between the message and the intent's centroid. The best intent is the
+//! retrieval view's verdict; the linear model's must agree with it for an answer at once.
 
 use super::build::{DocTarget, OUT_OF_SCOPE};
 use super::Classifier;
@@ -118,10 +118,8 @@ impl Classifier {
                         shared / (q_norm * qd.weight.sqrt().max(1e-6))
                     };
                     if qd.reply == OUT_OF_SCOPE {
-                        ranked.out_of_scope = ranked.out_of_scope.max(sim);
                         continue;
                     }
-                    ranked.nearest_question = ranked.nearest_question.max(sim);
                     (qd.reply as usize, sim)
                 }
             };
@@ -167,23 +165,6 @@ impl Classifier {
                 best = Some((ii, score, ri));
             }
         }
-        // How much of the message the best intent's vocabulary explains at all.
-        if let Some((bi, _, _)) = best {
-            let total: f32 = q.ids.iter().map(|(_, w)| w).sum();
-            let known: f32 = q
-                .ids
-                .iter()
-                .filter(|(id, _)| {
-                    id.is_some_and(|id| {
-                        self.postings[id as usize]
-                            .iter()
-                            .any(|(ii, _)| *ii as usize == bi)
-                    })
-                })
-                .map(|(_, w)| w)
-                .sum();
-            ranked.coverage = if total > 0.0 { known / total } else { 0.0 };
-        }
         ranked.replies = reply_score;
         ranked.best = best;
         ranked
@@ -196,17 +177,4 @@ pub(super) struct Ranked {
     pub(super) replies: Vec<(usize, f32)>,
     /// (intent index, score, its best reply) of the best intent.
     pub(super) best: Option<(usize, f32, usize)>,
-    /// Share of the message's IDF mass the best intent's vocabulary contains.
-    pub(super) coverage: f32,
-    /// Similarity of the nearest sample question of a reply, and of an out-of-scope sample.
-    pub(super) nearest_question: f32,
-    pub(super) out_of_scope: f32,
-}
-
-/// Confidence in 0..1 from the best intent's similarity and how much of the message that
-/// intent's vocabulary explains. Off-topic messages share a few common words with some
-/// intent (帮我, 查一下) but not their content words, so their coverage, and with it the
-/// confidence, stays low. Chosen over margin-based variants by `kefu eval` (see BENCHMARKS.md).
-pub(super) fn calibrate(best: f32, coverage: f32) -> f32 {
-    (best.max(0.0).sqrt() * coverage).clamp(0.0, 1.0)
 }

@@ -76,6 +76,38 @@ pub struct Library {
 }
 
 impl Library {
+    /// Fold `fold` of `folds` for cross-validation: this library without every `folds`-th
+    /// sample question and out-of-scope sample (counted across the whole library, so each
+    /// reply loses about one in `folds`), and what was left out as (text, intent) pairs.
+    pub fn split_fold(&self, fold: usize, folds: usize) -> (Library, Vec<(String, String)>) {
+        let mut train = self.clone();
+        let mut held = Vec::new();
+        let mut n = 0usize;
+        for reply in &mut train.replies {
+            let mut kept = Vec::with_capacity(reply.questions.len());
+            for q in reply.questions.drain(..) {
+                if n % folds == fold {
+                    held.push((q, reply.intent.clone()));
+                } else {
+                    kept.push(q);
+                }
+                n += 1;
+            }
+            reply.questions = kept;
+        }
+        let mut kept = Vec::new();
+        for q in train.out_of_scope.drain(..) {
+            if n % folds == fold {
+                held.push((q, crate::taxonomy::UNKNOWN.to_string()));
+            } else {
+                kept.push(q);
+            }
+            n += 1;
+        }
+        train.out_of_scope = kept;
+        (train, held)
+    }
+
     pub fn replies(&self) -> &[Reply] {
         &self.replies
     }
