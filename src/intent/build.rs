@@ -231,6 +231,7 @@ impl Classifier {
             first_reply,
             tokenize,
             thresholds,
+            model: super::Model::default(),
         })
     }
 }

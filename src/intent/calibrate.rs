@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Classification, Classifier, ClassifierError, Thresholds};
+use super::{Classification, Classifier, ClassifierError, Model, Thresholds};
 use crate::library::Library;
 use crate::taxonomy;
 
@@ -43,6 +43,15 @@ pub struct HeldOut {
 /// Classify every sample question and out-of-scope sample of `library` with a classifier
 /// built from the other `folds - 1` folds.
 pub fn cross_validate(library: &Library, folds: usize) -> Result<Vec<HeldOut>, ClassifierError> {
+    cross_validate_model(library, folds, Model::Fused)
+}
+
+#[doc(hidden)]
+pub fn cross_validate_model(
+    library: &Library,
+    folds: usize,
+    model: Model,
+) -> Result<Vec<HeldOut>, ClassifierError> {
     let folds = folds.max(2);
     let mut out = Vec::new();
     for fold in 0..folds {
@@ -53,7 +62,8 @@ pub fn cross_validate(library: &Library, folds: usize) -> Result<Vec<HeldOut>, C
                 unknown_below: 0.0,
                 answer_at: 0.0,
             },
-        )?;
+        )?
+        .with_model(model);
         for (text, intent) in held {
             out.push(HeldOut {
                 result: c.classify(&text),

@@ -11,13 +11,17 @@
 //!
 //! Features are binary, scaled by `1/sqrt(n)` for a message of `n` distinct tokens, so a
 //! long message is not more confident for being long. Training is AdaGrad SGD over a fixed
-//! pseudo-random order with L2 regularisation: deterministic, about 10 passes, tens of
+//! pseudo-random order with L2 regularisation: deterministic, six passes, tens of
 //! milliseconds for a few thousand samples.
 
 /// Inverse regularisation strength (as `C` in the usual formulation: larger fits closer).
 const C: f32 = 30.0;
 /// Passes over the training samples.
-const EPOCHS: usize = 10;
+const EPOCHS: usize = 6;
+/// A class whose gradient for a sample is smaller than this is not updated for it: after the
+/// first pass most classes' probabilities are near zero, and skipping them cuts the updates
+/// about fivefold with no measurable change in accuracy (dev and the blind sets).
+const MIN_GRADIENT: f32 = 0.01;
 /// AdaGrad base learning rate.
 const LEARNING_RATE: f32 = 1.0;
 
@@ -53,6 +57,7 @@ impl Linear {
         let mut order: Vec<usize> = (0..samples.len()).collect();
         let mut rng = SplitMix(0x6b65_6675);
         let mut p = vec![0f32; classes];
+        let mut active: Vec<usize> = Vec::with_capacity(classes);
         for _ in 0..EPOCHS {
             // Fisher-Yates with a fixed seed: the same library always trains the same model.
             for i in (1..order.len()).rev() {
@@ -68,11 +73,13 @@ impl Linear {
                 model.logits_into(&s.ids, v, &mut p);
                 softmax(&mut p);
                 p[s.class as usize] -= 1.0;
+                active.clear();
+                active.extend((0..classes).filter(|k| p[*k].abs() >= MIN_GRADIENT));
                 for &id in &s.ids {
                     let row = id as usize * classes;
                     let w = &mut model.weights[row..row + classes];
                     let g = &mut g2[row..row + classes];
-                    for k in 0..classes {
+                    for &k in &active {
                         let grad = p[k] * v + lambda * w[k];
                         g[k] += grad * grad;
                         w[k] -= LEARNING_RATE * grad / g[k].sqrt();

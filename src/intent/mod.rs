@@ -57,7 +57,7 @@ impl Default for Thresholds {
         // held-out wrong answers within its budget (see `calibrate`).
         Thresholds {
             unknown_below: 0.05,
-            answer_at: 0.65,
+            answer_at: 0.60,
         }
     }
 }
@@ -131,6 +131,18 @@ pub struct Classifier {
     first_reply: Vec<Option<usize>>,
     tokenize: tokenizer::TokenizeFn,
     thresholds: Thresholds,
+    model: Model,
+}
+
+/// Which views decide: both (what kefu ships), or one alone, for measuring what each adds
+/// (`cargo run --release --example compare_models`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Model {
+    #[default]
+    Fused,
+    Retrieval,
+    Linear,
 }
 
 impl Classifier {
@@ -142,6 +154,12 @@ impl Classifier {
         self.thresholds
     }
 
+    #[doc(hidden)]
+    pub fn with_model(mut self, model: Model) -> Classifier {
+        self.model = model;
+        self
+    }
+
     /// Classify a message as one whole (see [`clauses`] for messages of several clauses).
     fn classify_whole(&self, text: &str) -> Classification {
         let norm = normalize::normalize(text);
@@ -149,9 +167,23 @@ impl Classifier {
         let query = self.resolve((self.tokenize)(&normalize::strip_filler(&norm)));
         let ranked = self.rank(&query);
 
-        let probs = self
-            .linear
-            .probabilities(&query.known, query.texts.len());
+        let probs = match self.model {
+            Model::Retrieval => {
+                // The retrieval view alone: its blended intent scores, each turned into a
+                // confidence by its coverage of the message; no out-of-scope class.
+                let mut p: Vec<f32> = ranked
+                    .intent_scores
+                    .iter()
+                    .enumerate()
+                    .map(|(ii, s)| s.max(0.0).sqrt() * self.coverage(&query, ii))
+                    .collect();
+                p.push(0.0);
+                p
+            }
+            Model::Fused | Model::Linear => {
+                self.linear.probabilities(&query.known, query.texts.len())
+            }
+        };
         // In-scope intents, most probable first; the out-of-scope class is the last one.
         let unknown_p = probs.get(self.intents.len()).copied().unwrap_or(0.0);
         let mut order: Vec<usize> = (0..self.intents.len()).collect();
@@ -162,6 +194,7 @@ impl Classifier {
         let exact = ranked
             .replies
             .first()
+            .filter(|_| self.model == Model::Fused)
             .filter(|(_, sim)| *sim >= EXACT_MATCH)
             .map(|(ri, sim)| (self.reply_intent[*ri] as usize, *sim));
         if let Some((ii, _)) = exact {
@@ -181,11 +214,40 @@ impl Classifier {
             Some((e, sim)) if e == ii => probs[ii].max(sim),
             _ => probs[ii],
         };
-        let suggestions: Vec<Suggestion> = order
+        // The best reply of each likely intent; when fewer than three intents are likely (a
+        // clear question), the next replies retrieval found, each scored by its intent's
+        // probability times its similarity relative to that intent's best reply.
+        let mut picked: Vec<(usize, f32)> = order
             .iter()
             .filter(|ii| confidence_of(**ii) >= SUGGESTION_FLOOR)
             .filter_map(|ii| reply_of(*ii).map(|ri| (ri, confidence_of(*ii))))
             .take(3)
+            .collect();
+        if picked.len() < 3 {
+            for (ri, sim) in &ranked.replies {
+                if picked.len() == 3 {
+                    break;
+                }
+                if *sim < RETRIEVAL_FLOOR || picked.iter().any(|(p, _)| p == ri) {
+                    continue;
+                }
+                let ii = self.reply_intent[*ri] as usize;
+                let best_sim = ranked
+                    .replies
+                    .iter()
+                    .find(|(r, _)| self.reply_intent[*r] as usize == ii)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(*sim)
+                    .max(1e-6);
+                let score = confidence_of(ii) * (sim / best_sim).min(1.0);
+                if score >= SUGGESTION_FLOOR {
+                    picked.push((*ri, score));
+                }
+            }
+            picked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
+        let suggestions: Vec<Suggestion> = picked
+            .into_iter()
             .map(|(ri, p)| {
                 let r = &self.library.replies()[ri];
                 Suggestion {
@@ -227,7 +289,9 @@ impl Classifier {
                 let intent = self.intents[ii].clone();
                 // Answered at once only when both views agree: the linear model's verdict
                 // and retrieval's nearest intent.
-                let agree = exact.is_some() || ranked.best.is_some_and(|(bi, _, _)| bi == ii);
+                let agree = self.model != Model::Fused
+                    || exact.is_some()
+                    || ranked.best.is_some_and(|(bi, _, _)| bi == ii);
                 let handoff = confidence < self.thresholds.answer_at
                     || !agree
                     || taxonomy::get(&intent).is_none_or(|i| i.handoff);
@@ -267,6 +331,9 @@ fn round3(x: f32) -> f32 {
         r
     }
 }
+
+/// Replies retrieval finds less similar than this share no real word with the message.
+const RETRIEVAL_FLOOR: f32 = 0.05;
 
 /// Cosine similarity with a sample question at which the message is taken to be that question.
 const EXACT_MATCH: f32 = 0.9;

@@ -254,7 +254,10 @@ fn simplify(text: &str) -> String {
     if text.is_ascii() {
         return text.to_string();
     }
-    hanconv::tw2sp(text).chars().map(t2s).collect()
+    // OpenCC's Taiwan tables read a bare 么 as 幺 (yāo); shoppers mean the 么 of 什么 and
+    // 怎么, which is what 麼 becomes.
+    let text = text.replace('么', "麼");
+    hanconv::tw2sp(&text).chars().map(t2s).collect()
 }
 
 /// Normalise a message. The output contains CJK characters, ASCII letters and digits,
@@ -321,7 +324,15 @@ const FILLER: &[&str] = &[
 /// shopper gives one with any request, so for scoring it is dropped, with its label.
 const SLOTS: &[&str] = &["单号", "手机号"];
 const SLOT_LABELS: &[&str] = &[
-    "订单编号", "订单号", "单号", "订单", "手机号码", "手机号", "电话", "手机", "号码",
+    "订单编号",
+    "订单号",
+    "单号",
+    "订单",
+    "手机号码",
+    "手机号",
+    "电话",
+    "手机",
+    "号码",
 ];
 
 /// Drop filler and number slots from normalised text if at least two CJK characters (or one ASCII word) remain.
@@ -499,6 +510,7 @@ mod tests {
             "帮我查下快递"
         );
         assert_eq!(strip_filler(&normalize("13812345678")), "手机号");
+        assert_eq!(normalize("怎么还没到，什麼時候"), "怎么还没到 什么时候");
         assert_eq!(strip_filler("你好"), "你好");
     }
 }

@@ -151,6 +151,7 @@ impl Classifier {
             }
         }
         let mut best: Option<(usize, f32, usize)> = None;
+        ranked.intent_scores = vec![0.0; n];
         for ii in 0..n {
             let knn_score = knn[ii].map(|k| k.1).unwrap_or(0.0);
             let score = KNN_WEIGHT * knn_score + (1.0 - KNN_WEIGHT) * centroid[ii] / q_norm;
@@ -161,6 +162,7 @@ impl Classifier {
                     None => continue,
                 },
             };
+            ranked.intent_scores[ii] = score;
             if best.is_none_or(|b| score > b.1) {
                 best = Some((ii, score, ri));
             }
@@ -177,4 +179,31 @@ pub(super) struct Ranked {
     pub(super) replies: Vec<(usize, f32)>,
     /// (intent index, score, its best reply) of the best intent.
     pub(super) best: Option<(usize, f32, usize)>,
+    /// Per intent index: its blended score.
+    pub(super) intent_scores: Vec<f32>,
+}
+
+impl Classifier {
+    /// Share of the message's IDF mass that intent `ii`'s vocabulary contains (the retrieval
+    /// view's confidence, when it is used alone, is `sqrt(score) × coverage`).
+    pub(super) fn coverage(&self, q: &QueryTokens, ii: usize) -> f32 {
+        let total: f32 = q.ids.iter().map(|(_, w)| w).sum();
+        let known: f32 = q
+            .ids
+            .iter()
+            .filter(|(id, _)| {
+                id.is_some_and(|id| {
+                    self.postings[id as usize]
+                        .iter()
+                        .any(|(i, _)| *i as usize == ii)
+                })
+            })
+            .map(|(_, w)| w)
+            .sum();
+        if total > 0.0 {
+            known / total
+        } else {
+            0.0
+        }
+    }
 }

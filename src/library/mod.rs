@@ -187,11 +187,28 @@ struct RawShop {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+    LineIndex::new(text).line(offset)
+}
+
+/// Where a file's lines start, so that the line of each of its thousands of sample questions
+/// is a binary search rather than a count from the top.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        LineIndex(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The 1-based line of byte `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|nl| *nl < offset) + 1
+    }
 }
 
 /// How out-of-scope samples are named in diagnostics.
@@ -298,12 +315,13 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
             path: file.clone(),
             source,
         })?;
+        let lines = LineIndex::new(&text);
         let raw: RawFile = match toml::from_str(&text) {
             Ok(r) => r,
             Err(e) => {
                 diags.push(Diagnostic {
                     file: file.clone(),
-                    line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(1),
+                    line: e.span().map(|s| lines.line(s.start)).unwrap_or(1),
                     message: format!("does not parse: {}", e.message()),
                 });
                 continue;
@@ -311,7 +329,7 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
         };
         for q in raw.out_of_scope.iter().flat_map(|o| &o.questions) {
             let norm = crate::intent::normalize::normalize(q.get_ref());
-            let line = line_of(&text, q.span().start);
+            let line = lines.line(q.span().start);
             if norm.trim().is_empty() {
                 diags.push(Diagnostic {
                     file: file.clone(),
@@ -334,11 +352,11 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
             lib.out_of_scope.push(q.get_ref().trim().to_string());
         }
         for r in raw.reply {
-            let line = line_of(&text, r.id.span().start);
+            let line = lines.line(r.id.span().start);
             let mut diag = |span_start: usize, message: String| {
                 diags.push(Diagnostic {
                     file: file.clone(),
-                    line: line_of(&text, span_start),
+                    line: lines.line(span_start),
                     message,
                 })
             };
@@ -405,7 +423,7 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
                     diag(q.span().start, format!("empty question in `{id}`"));
                     continue;
                 }
-                let line = line_of(&text, q.span().start);
+                let line = lines.line(q.span().start);
                 if let Some((other_intent, f, l)) = questions_seen.claim(norm, &intent, file, line)
                 {
                     diag(
@@ -422,7 +440,7 @@ pub fn load_with_diagnostics(dir: &Path) -> Result<(Library, Vec<Diagnostic>), L
             for m in &r.menu {
                 pending_menus.push((
                     file.clone(),
-                    line_of(&text, m.span().start),
+                    lines.line(m.span().start),
                     m.get_ref().clone(),
                 ));
             }

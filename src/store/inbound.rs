@@ -216,7 +216,7 @@ const INSERT_SQLITE: &str =
     "INSERT INTO inbound_messages (id, channel, dedup_key, msg_type, event, \
      from_user, to_user, create_time, content, raw_xml, received_at, status, reply_text, intent, \
      confidence, reply_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-     ?15, ?16) ON CONFLICT (channel, dedup_key) DO NOTHING";
+     CAST(?15 AS DOUBLE PRECISION), ?16) ON CONFLICT (channel, dedup_key) DO NOTHING";
 
 const EARLIER_SQLITE: &str =
     "SELECT reply_text FROM inbound_messages WHERE channel = ?1 AND dedup_key = ?2";
@@ -372,7 +372,7 @@ fn bind_row<'q>(q: AnyQuery<'q>, r: &'q NewInbound) -> AnyQuery<'q> {
         .bind(r.status.as_str())
         .bind(r.reply_text.as_deref())
         .bind(r.intent.as_deref())
-        .bind(r.confidence)
+        .bind(super::float_param(r.confidence))
         .bind(r.reply_id.as_deref())
 }
 
@@ -428,7 +428,12 @@ async fn write_batch<'a>(
             sql.push(',');
         }
         sql.push('(');
-        placeholders(&mut sql, backend, i * COLUMNS, COLUMNS);
+        // The confidence (the 15th column) goes as text and is cast back (see float_param).
+        placeholders(&mut sql, backend, i * COLUMNS, 14);
+        sql.push_str(",CAST(");
+        placeholders(&mut sql, backend, i * COLUMNS + 14, 1);
+        sql.push_str(" AS DOUBLE PRECISION),");
+        placeholders(&mut sql, backend, i * COLUMNS + 15, COLUMNS - 15);
         sql.push(')');
     }
     sql.push_str(" ON CONFLICT (channel, dedup_key) DO NOTHING");

@@ -279,11 +279,12 @@ pub async fn set_message_status(
     classification: Option<&Classification>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE kf_messages SET status = $1, intent = $2, confidence = $3, reply_id = $4 WHERE msgid = $5",
+        "UPDATE kf_messages SET status = $1, intent = $2, confidence = CAST($3 AS DOUBLE PRECISION), \
+         reply_id = $4 WHERE msgid = $5",
     )
     .bind(status.as_str())
     .bind(classification.map(|c| c.intent.as_str()))
-    .bind(classification.map(|c| c.confidence))
+    .bind(super::float_param(classification.map(|c| c.confidence)))
     .bind(classification.and_then(|c| c.reply_id.as_deref()))
     .bind(msgid.as_str())
     .execute(conn)

@@ -197,6 +197,15 @@ fn prepare_sqlite(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
 }
 
 /// A time-ordered, collision-resistant id: 13 hex digits of milliseconds, then 16 random.
+/// A nullable `DOUBLE PRECISION` parameter, bound as text for SQL that casts it back
+/// (`CAST($n AS DOUBLE PRECISION)`). sqlx's `Any` driver (0.8) sends a NULL `f64` to
+/// PostgreSQL typed `float4` but a value typed `float8`, so a cached statement first run with
+/// a NULL refused every later value ("incorrect binary data format in bind parameter").
+/// Rust prints an `f64` in the shortest form that reads back to the same value.
+pub(crate) fn float_param(x: Option<f64>) -> Option<String> {
+    x.map(|x| x.to_string())
+}
+
 pub fn new_id(now_ms: i64) -> String {
     format!("{:013x}{:016x}", now_ms.max(0), rand::random::<u64>())
 }

@@ -388,7 +388,8 @@ pub async fn ticket_of_message(
 pub async fn insert_message(conn: &mut AnyConnection, m: &TicketMessage) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO ticket_messages (id, ticket_id, msgid, author, agent, content, intent, \
-         confidence, at, reply_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         confidence, at, reply_id) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         CAST($8 AS DOUBLE PRECISION), $9, $10)",
     )
     .bind(&m.id)
     .bind(&m.ticket_id)
@@ -397,7 +398,7 @@ pub async fn insert_message(conn: &mut AnyConnection, m: &TicketMessage) -> sqlx
     .bind(&m.agent)
     .bind(&m.content)
     .bind(&m.intent)
-    .bind(m.confidence)
+    .bind(crate::store::float_param(m.confidence))
     .bind(m.at)
     .bind(&m.reply_id)
     .execute(conn)
