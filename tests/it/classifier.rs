@@ -154,6 +154,50 @@ fn classify_cli(input: String) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `kefu calibrate` cross-validates over the shipped library and prints the thresholds it
+/// fits; the defaults are those values, and its table says how they were read off.
+#[test]
+fn calibrate_fits_the_default_thresholds_on_the_shipped_library() {
+    let out = Command::new(BIN)
+        .args(["calibrate", "--folds", "5", "--mistakes"])
+        .env("KEFU_REPLIES_DIR", replies_dir())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| -> f32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let defaults = kefu::intent::Thresholds::default();
+    assert_eq!(value("unknown_below"), defaults.unknown_below, "{text}");
+    assert_eq!(value("answer_at"), defaults.answer_at, "{text}");
+    assert!(text.contains("held-out samples"), "{text}");
+    // the wrong share among held-out samples answered at once falls as the threshold rises
+    let rows: Vec<(f32, f32)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4 && f[2].ends_with('%')).then(|| {
+                (
+                    f[0].parse().unwrap(),
+                    f[3].trim_end_matches('%').parse().unwrap(),
+                )
+            })
+        })
+        .collect();
+    assert!(rows.len() >= 10, "{text}");
+    assert!(rows.last().unwrap().1 < rows.first().unwrap().1, "{text}");
+    assert!(
+        text.contains("answered at once with another intent"),
+        "{text}"
+    );
+}
+
 #[test]
 fn classify_cli_prints_one_json_object_per_line() {
     let out = classify_cli(
@@ -455,7 +499,7 @@ fn off_topic_requests_are_unknown_and_shop_questions_are_not() {
         "推荐一款好玩的手机游戏",
         "电脑开机就蓝屏",
         "打印机怎么连手机",
-        "你们老板叫什么",
+        "你们那边房价多少",
     ] {
         let got = c.classify(text);
         assert_eq!(got.intent, "unknown", "{text}: {got:?}");

@@ -367,7 +367,17 @@ async fn no_secret_reaches_logs_errors_or_metrics() {
         std::fs::read_to_string(log.with_extension("out")).unwrap(),
     ));
 
-    // A second run with a corp secret WeCom refuses.
+    // A second run with a corp secret WeCom refuses. The first run's access token is still
+    // stored and good (whether a later step of that run fetched a fresh one depends on
+    // timing), so it goes first: the second run must ask WeCom for one with its secret.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&db_url).await.unwrap();
+        sqlx::query("DELETE FROM wecom_tokens")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     let log2 = dir.path().join("run2.log");
     let child = start_logged(&cfg, port, WRONG_SECRET, &log2).await;
     sim.shopper_writes(KFID, "wmShopper", "在吗", now_secs());
