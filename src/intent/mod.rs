@@ -7,15 +7,16 @@
 //! 3. Scoring (`rank`): each candidate sample question is compared with the message by the
 //!    cosine of their IDF-weighted token sets (a reply's own document counts 0.3 × its BM25
 //!    relative to the top hit), and a reply takes its best candidate's similarity. An
-//!    intent's score blends the two views: `KNN_WEIGHT` (0.3) × the similarity of its best
-//!    reply (its nearest sample question, as a rule) plus 0.7 × the cosine between the
-//!    message and the intent's centroid (the L2-normalised TF-IDF of all its sample
-//!    questions, titles and keywords). The confidence is the square root of the best
-//!    intent's score times its coverage (the share of the message's IDF mass that intent's
-//!    vocabulary contains), and `unknown` is the answer when the confidence is under
-//!    [`Thresholds::unknown_below`], or when the message is closer to one of the library's
-//!    out-of-scope samples (`[out_of_scope]`: weather, stocks, other platforms…) than to any
-//!    sample question of a reply.
+//!    intent's retrieval score blends `KNN_WEIGHT` (0.3) × the similarity of its best reply
+//!    with 0.7 × the cosine between the message and the intent's centroid.
+//! 4. The linear model ([`linear`], trained from the same library at build time) gives each
+//!    intent, and `unknown` (the out-of-scope samples), a probability: the likeliest one is
+//!    the verdict and its probability the confidence; `unknown` when the out-of-scope class
+//!    wins or the confidence is under [`Thresholds::unknown_below`]. The reply is retrieval's
+//!    best of that intent. It is answered at once only when the confidence reaches
+//!    [`Thresholds::answer_at`] and retrieval's best intent is the same; a message that is
+//!    one of the sample questions (cosine >= `EXACT_MATCH`) gets that question's reply.
+//!    [`calibrate`] fits both thresholds by cross-validation over the library.
 //!
 //! The classifier is immutable; reloading builds a new one and swaps it in (see
 //! [`SharedClassifier`]), so requests never wait for a rebuild.
