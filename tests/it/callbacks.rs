@@ -8,6 +8,7 @@ on_both_stores!(
     kf_event_is_recorded_and_deduplicated_on_its_token,
     every_message_type_is_stored_including_unknown_ones,
     official_account_text_gets_an_encrypted_passive_reply_once,
+    official_account_messages_with_and_without_a_verdict_alternate_and_all_are_stored,
     official_account_plaintext_mode_and_url_verification,
     bad_input_gets_a_specific_4xx_and_changes_nothing,
     concurrent_deliveries_with_retries_store_each_message_once,
@@ -163,6 +164,46 @@ async fn every_message_type_is_stored_including_unknown_ones(db: Db) {
             "voice"
         ]
     );
+}
+
+/// Messages with no verdict (an image: no intent, no confidence) and classified text take
+/// turns, and each is stored with what it has: a NULL confidence or the classifier's.
+async fn official_account_messages_with_and_without_a_verdict_alternate_and_all_are_stored(db: Db) {
+    let app = TestApp::start(db).await;
+    let crypt = mp_crypt();
+    let ts = now_secs();
+    for i in 0..6u64 {
+        let xml = if i % 2 == 0 {
+            format!("<xml><ToUserName>gh_shop</ToUserName><FromUserName>oShopper{i}</FromUserName><CreateTime>{ts}</CreateTime><MsgType>image</MsgType><PicUrl>http://p/{i}.jpg</PicUrl><MediaId>m{i}</MediaId><MsgId>{}</MsgId></xml>", 6200000000000000000 + i)
+        } else {
+            text_xml(
+                "gh_shop",
+                &format!("oShopper{i}"),
+                6200000000000000000 + i,
+                "付款后多久发货呀",
+                ts,
+            )
+        };
+        let encrypt = crypt.encrypt(&xml);
+        let nonce = format!("n{i}");
+        let query = mp_query(&crypt, &encrypt, ts, &nonce);
+        let body = format!("<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let (status, reply) = app.post("/wechat/callback", &query, body).await;
+        assert_eq!(status, 200, "message {i}: {reply}");
+    }
+    let rows: Vec<(String, Option<f64>)> = sqlx::query_as(
+        "SELECT msg_type, confidence FROM inbound_messages WHERE channel = 'mp' ORDER BY dedup_key",
+    )
+    .fetch_all(app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for (msg_type, confidence) in &rows {
+        match msg_type.as_str() {
+            "image" => assert_eq!(*confidence, None),
+            _ => assert!(confidence.is_some_and(|c| c > 0.0 && c <= 1.0), "{rows:?}"),
+        }
+    }
 }
 
 async fn official_account_text_gets_an_encrypted_passive_reply_once(db: Db) {
