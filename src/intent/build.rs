@@ -70,11 +70,9 @@ impl Classifier {
         // Training samples of the linear model; their classes are intent indexes, and the
         // out-of-scope samples' class (one past the last intent) is fixed once all are known.
         let mut samples: Vec<linear::Sample> = Vec::new();
-        let mut sample = |text: &str, class: u16, vocab: &mut HashMap<String, u32>| {
-            let ids = token_ids(
-                tokenize(&normalize::strip_filler(&normalize::normalize(text))),
-                vocab,
-            );
+        // Each text is normalised once, here, for both the index and the model.
+        let mut sample = |norm: &str, class: u16, vocab: &mut HashMap<String, u32>| {
+            let ids = token_ids(tokenize(&normalize::strip_filler(norm)), vocab);
             samples.push(linear::Sample {
                 distinct: ids.len(),
                 ids,
@@ -93,20 +91,27 @@ impl Classifier {
                 }
             };
             reply_intent.push(ii as u16);
-            sample(&reply.title, ii as u16, &mut vocab);
-            for q in &reply.questions {
-                sample(q, ii as u16, &mut vocab);
+            // The title, then the keywords.
+            let extra: Vec<String> = std::iter::once(reply.title.as_str())
+                .chain(reply.keywords.iter().map(String::as_str))
+                .map(normalize::normalize)
+                .collect();
+            let question_norms: Vec<String> = reply
+                .questions
+                .iter()
+                .map(|q| normalize::normalize(q))
+                .collect();
+            sample(&extra[0], ii as u16, &mut vocab);
+            for norm in &question_norms {
+                sample(norm, ii as u16, &mut vocab);
             }
-            let extra = std::iter::once(reply.title.as_str())
-                .chain(reply.keywords.iter().map(String::as_str));
-            for text in extra {
-                for t in tokenize(&normalize::normalize(text)) {
+            for text in &extra {
+                for t in tokenize(text) {
                     let id = intern(t, &mut vocab);
                     *intent_tf[ii].entry(id).or_default() += 1.0;
                 }
             }
-            for q in &reply.questions {
-                let norm = normalize::normalize(q);
+            for norm in question_norms {
                 let ids = token_ids(tokenize(&norm), &mut vocab);
                 for id in &ids {
                     *intent_tf[ii].entry(*id).or_default() += 1.0;
@@ -122,11 +127,7 @@ impl Classifier {
                     weight: 0.0,
                 });
             }
-            let kw = std::iter::once(reply.title.as_str())
-                .chain(reply.keywords.iter().map(String::as_str))
-                .map(normalize::normalize)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let kw = extra.join(" ");
             writer.add_document(doc!(
                 f_kw => kw,
                 f_ans => normalize::normalize(&reply.answer),
@@ -137,8 +138,8 @@ impl Classifier {
         // Out-of-scope samples: question documents of no reply.
         let unknown_class = intents.len() as u16;
         for q in library.out_of_scope() {
-            sample(q, unknown_class, &mut vocab);
             let norm = normalize::normalize(q);
+            sample(&norm, unknown_class, &mut vocab);
             let ids = token_ids(tokenize(&norm), &mut vocab);
             writer.add_document(doc!(
                 f_q => norm,

@@ -335,7 +335,8 @@ const SLOT_LABELS: &[&str] = &[
     "号码",
 ];
 
-/// Drop filler and number slots from normalised text if at least two CJK characters (or one ASCII word) remain.
+/// Drop filler and number slots from normalised text if at least two CJK characters (or one
+/// ASCII word) remain.
 pub fn strip_filler(normalized: &str) -> String {
     let mut out = normalized.to_string();
     for f in FILLER {

@@ -83,28 +83,21 @@ impl Library {
         let mut train = self.clone();
         let mut held = Vec::new();
         let mut n = 0usize;
-        for reply in &mut train.replies {
-            let mut kept = Vec::with_capacity(reply.questions.len());
-            for q in reply.questions.drain(..) {
-                if n % folds == fold {
-                    held.push((q, reply.intent.clone()));
-                } else {
-                    kept.push(q);
-                }
+        // Keep what is not in this fold; what is goes to `held` under `intent`.
+        let mut split = |questions: &mut Vec<String>, intent: &str| {
+            questions.retain(|q| {
+                let out = n % folds == fold;
                 n += 1;
-            }
-            reply.questions = kept;
+                if out {
+                    held.push((q.clone(), intent.to_string()));
+                }
+                !out
+            });
+        };
+        for reply in &mut train.replies {
+            split(&mut reply.questions, &reply.intent);
         }
-        let mut kept = Vec::new();
-        for q in train.out_of_scope.drain(..) {
-            if n % folds == fold {
-                held.push((q, crate::taxonomy::UNKNOWN.to_string()));
-            } else {
-                kept.push(q);
-            }
-            n += 1;
-        }
-        train.out_of_scope = kept;
+        split(&mut train.out_of_scope, crate::taxonomy::UNKNOWN);
         (train, held)
     }
 
