@@ -167,12 +167,8 @@ impl Intake {
             // message waits for a person.
             (MsgBody::Text { content }, Channel::Mp) => {
                 let classifier = self.classifier.current();
-                let verdict = classifier.classify(content);
-                let reply = verdict
-                    .reply_id
-                    .as_deref()
-                    .and_then(|id| classifier.library().get(id));
-                let (status, reply_text) = match reply {
+                let verdict = classifier.verdict(content);
+                let (status, reply_text) = match verdict.reply {
                     Some(r) if verdict.auto_answer() => (
                         InboundStatus::Answered,
                         classifier.library().render(r, None, None),
@@ -182,9 +178,9 @@ impl Intake {
                 Decision {
                     status,
                     reply_text: Some(reply_text),
-                    intent: Some(verdict.intent),
+                    intent: Some(verdict.intent.to_string()),
                     confidence: Some(verdict.confidence as f64),
-                    reply_id: verdict.reply_id,
+                    reply_id: verdict.reply.map(|r| r.id.clone()),
                 }
             }
             _ => Decision {

@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 
+/// Token text -> id. Looked up for every token of every message: a fast hash of short strings.
+pub(super) type Vocab = rustc_hash::FxHashMap<String, u32>;
+
 use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::{doc, Index, ReloadPolicy};
 
@@ -36,7 +39,7 @@ pub(super) enum DocTarget {
 impl Classifier {
     /// Build the in-memory index over `library`.
     pub fn build(library: Library, thresholds: Thresholds) -> Result<Classifier, ClassifierError> {
-        Self::build_with(library, thresholds, tokenizer::tokens)
+        Self::assemble(library, thresholds, None)
     }
 
     /// Build with another tokenizer (over normalised text), for comparing tokenisations.
@@ -45,6 +48,17 @@ impl Classifier {
         thresholds: Thresholds,
         tokenize: tokenizer::TokenizeFn,
     ) -> Result<Classifier, ClassifierError> {
+        Self::assemble(library, thresholds, Some(tokenize))
+    }
+
+    /// `custom`: a tokenizer other than [`tokenizer::tokens`], whose tokens a message's are
+    /// then read with too.
+    fn assemble(
+        library: Library,
+        thresholds: Thresholds,
+        custom: Option<tokenizer::TokenizeFn>,
+    ) -> Result<Classifier, ClassifierError> {
+        let tokenize = custom.unwrap_or(tokenizer::tokens);
         let mut schema = Schema::builder();
         let text = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
@@ -65,13 +79,13 @@ impl Classifier {
 
         let mut intents: Vec<String> = Vec::new();
         let mut reply_intent: Vec<u16> = Vec::with_capacity(library.replies().len());
-        let mut vocab: HashMap<String, u32> = HashMap::new();
+        let mut vocab = Vocab::default();
         let mut questions: Vec<QuestionDoc> = Vec::new();
         // Training samples of the linear model; their classes are intent indexes, and the
         // out-of-scope samples' class (one past the last intent) is fixed once all are known.
         let mut samples: Vec<linear::Sample> = Vec::new();
         // Each text is normalised once, here, for both the index and the model.
-        let mut sample = |norm: &str, class: u16, vocab: &mut HashMap<String, u32>| {
+        let mut sample = |norm: &str, class: u16, vocab: &mut Vocab| {
             let ids = token_ids(tokenize(&normalize::strip_filler(norm)), vocab);
             samples.push(linear::Sample {
                 distinct: ids.len(),
@@ -230,7 +244,7 @@ impl Classifier {
             intents,
             reply_intent,
             first_reply,
-            tokenize,
+            custom_tokenize: custom,
             thresholds,
             model: super::Model::default(),
         })
@@ -238,13 +252,13 @@ impl Classifier {
 }
 
 /// The id of token `t`, added to `vocab` if new.
-fn intern(t: String, vocab: &mut HashMap<String, u32>) -> u32 {
+fn intern(t: String, vocab: &mut Vocab) -> u32 {
     let next = vocab.len() as u32;
     *vocab.entry(t).or_insert(next)
 }
 
 /// Ids of `tokens`, sorted and unique (a sample question's token set).
-fn token_ids(tokens: Vec<String>, vocab: &mut HashMap<String, u32>) -> Vec<u32> {
+fn token_ids(tokens: Vec<String>, vocab: &mut Vocab) -> Vec<u32> {
     let mut ids: Vec<u32> = tokens.into_iter().map(|t| intern(t, vocab)).collect();
     ids.sort_unstable();
     ids.dedup();

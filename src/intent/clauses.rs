@@ -7,7 +7,10 @@
 //! on its own as well, and one that confidently asks for another intent is reported as
 //! `second_intent`, so the agent sees both requests.
 
-use super::{normalize, taxonomy, Classification, Classifier};
+use std::sync::OnceLock;
+
+use super::normalize::{self, Phrases};
+use super::{taxonomy, Classification, Classifier};
 
 /// Below this many characters a message is taken to ask one thing.
 const SPLIT_FROM_CHARS: usize = 12;
@@ -102,10 +105,9 @@ pub(super) fn clauses(text: &str) -> Vec<String> {
 }
 
 fn asks(clause: &str) -> bool {
-    let norm = normalize::normalize(clause);
-    ASKING
-        .iter()
-        .any(|w| norm.contains(w) || clause.contains(w))
+    static PHRASES: OnceLock<Phrases> = OnceLock::new();
+    let asking = PHRASES.get_or_init(|| Phrases::new(ASKING.iter().copied()));
+    asking.any_in(clause) || asking.any_in(&normalize::normalize(clause))
 }
 
 impl Classifier {

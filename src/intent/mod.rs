@@ -33,11 +33,9 @@ pub mod rules;
 mod shared;
 pub mod tokenizer;
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use crate::library::Library;
+use crate::library::{Library, Reply};
 use crate::taxonomy;
 use build::{DocTarget, QuestionDoc};
 pub use shared::{LoadReport, ReloadError, SharedClassifier};
@@ -112,7 +110,7 @@ pub struct Classifier {
     docs: Vec<Vec<DocTarget>>,
     questions: Vec<QuestionDoc>,
     /// Token text -> id; ids index `idf` and `postings`.
-    vocab: HashMap<String, u32>,
+    vocab: build::Vocab,
     /// Intent-level IDF: a token used by every intent (的, 怎么, 我想) weighs nothing, one
     /// used by two intents (退货) weighs a lot.
     idf: Vec<f32>,
@@ -130,7 +128,8 @@ pub struct Classifier {
     reply_intent: Vec<u16>,
     /// Per intent index: its first reply, if it has any.
     first_reply: Vec<Option<usize>>,
-    tokenize: tokenizer::TokenizeFn,
+    /// A tokenizer other than [`tokenizer::tokens`], when built with one.
+    custom_tokenize: Option<tokenizer::TokenizeFn>,
     thresholds: Thresholds,
     model: Model,
 }
@@ -161,13 +160,63 @@ impl Classifier {
         self
     }
 
+    /// What intake needs to answer a message: its intent, confidence and reply, and whether
+    /// a person must take it. The same as [`Classifier::classify`]'s fields of those names,
+    /// without the suggestions, the second intent or the anger flag, which only an agent's
+    /// view of the message uses.
+    pub fn verdict(&self, text: &str) -> Verdict<'_> {
+        self.judge(text, false).verdict
+    }
+
     /// Classify a message as one whole (see [`clauses`] for messages of several clauses).
     fn classify_whole(&self, text: &str) -> Classification {
+        let Judged {
+            verdict,
+            rule,
+            suggestions,
+        } = self.judge(text, true);
+        Classification {
+            text: text.to_string(),
+            intent: verdict.intent.to_string(),
+            confidence: verdict.confidence,
+            reply_id: verdict.reply.map(|r| r.id.clone()),
+            handoff: verdict.handoff,
+            suggestions: suggestions
+                .into_iter()
+                .map(|(ri, p)| {
+                    let r = &self.library.replies()[ri];
+                    Suggestion {
+                        reply_id: r.id.clone(),
+                        intent: r.intent.clone(),
+                        score: round3(p),
+                    }
+                })
+                .collect(),
+            rule,
+            second_intent: None,
+            angry: normalize::angry(text),
+        }
+    }
+
+    /// The verdict on a message as one whole, and (when `suggest`) the replies to suggest.
+    fn judge(&self, text: &str, suggest: bool) -> Judged<'_> {
         let norm = normalize::normalize(text);
         let rule = rules::trigger(&norm);
-        let query = self.resolve((self.tokenize)(&normalize::strip_filler(&norm)));
+        let stripped = normalize::strip_filler(&norm);
+        let owned: Vec<String>;
+        let tokens: Vec<&str> = match self.custom_tokenize {
+            Some(tokenize) => {
+                owned = tokenize(&stripped);
+                owned.iter().map(String::as_str).collect()
+            }
+            None => {
+                let mut tokens = Vec::with_capacity(stripped.len());
+                tokenizer::each_token(&stripped, |t| tokens.push(t));
+                tokens
+            }
+        };
+        let query = self.resolve(tokens);
         let ranked = self.rank(&query);
-
         let probs = match self.model {
             Model::Retrieval => {
                 // The retrieval view alone: its blended intent scores, each turned into a
@@ -218,13 +267,17 @@ impl Classifier {
         // The best reply of each likely intent; when fewer than three intents are likely (a
         // clear question), the next replies retrieval found, each scored by its intent's
         // probability times its similarity relative to that intent's best reply.
-        let mut picked: Vec<(usize, f32)> = order
-            .iter()
-            .filter(|ii| confidence_of(**ii) >= SUGGESTION_FLOOR)
-            .filter_map(|ii| reply_of(*ii).map(|ri| (ri, confidence_of(*ii))))
-            .take(3)
-            .collect();
-        if picked.len() < 3 {
+        let mut picked: Vec<(usize, f32)> = Vec::new();
+        if suggest {
+            picked.extend(
+                order
+                    .iter()
+                    .filter(|ii| confidence_of(**ii) >= SUGGESTION_FLOOR)
+                    .filter_map(|ii| reply_of(*ii).map(|ri| (ri, confidence_of(*ii))))
+                    .take(3),
+            );
+        }
+        if suggest && picked.len() < 3 {
             for (ri, sim) in &ranked.replies {
                 if picked.len() == 3 {
                     break;
@@ -247,37 +300,23 @@ impl Classifier {
             }
             picked.sort_by(|a, b| b.1.total_cmp(&a.1));
         }
-        let suggestions: Vec<Suggestion> = picked
-            .into_iter()
-            .map(|(ri, p)| {
-                let r = &self.library.replies()[ri];
-                Suggestion {
-                    reply_id: r.id.clone(),
-                    intent: r.intent.clone(),
-                    score: round3(p),
-                }
-            })
-            .collect();
-
         if let Some(intent) = rule {
             // The best reply of the triggered intent, if retrieval found one.
-            let reply_id = ranked
+            let reply = ranked
                 .replies
                 .iter()
                 .map(|(ri, _)| &self.library.replies()[*ri])
                 .find(|r| r.intent == intent)
-                .or_else(|| self.library.replies().iter().find(|r| r.intent == intent))
-                .map(|r| r.id.clone());
-            return Classification {
-                text: text.to_string(),
-                intent: intent.to_string(),
-                confidence: 1.0,
-                reply_id,
-                handoff: taxonomy::get(intent).is_none_or(|i| i.handoff),
-                suggestions,
+                .or_else(|| self.library.replies().iter().find(|r| r.intent == intent));
+            return Judged {
+                verdict: Verdict {
+                    intent,
+                    confidence: 1.0,
+                    reply,
+                    handoff: taxonomy::get(intent).is_none_or(|i| i.handoff),
+                },
                 rule: Some(intent),
-                second_intent: None,
-                angry: normalize::angry(text),
+                suggestions: picked,
             };
         }
 
@@ -285,9 +324,9 @@ impl Classifier {
             .first()
             .map(|ii| (*ii, confidence_of(*ii)))
             .filter(|(_, p)| *p >= self.thresholds.unknown_below && *p > unknown_p);
-        match best.and_then(|(ii, p)| reply_of(ii).map(|ri| (ii, p, ri))) {
+        let verdict = match best.and_then(|(ii, p)| reply_of(ii).map(|ri| (ii, p, ri))) {
             Some((ii, confidence, ri)) => {
-                let intent = self.intents[ii].clone();
+                let intent = &self.intents[ii];
                 // Answered at once only when both views agree: the linear model's verdict
                 // and retrieval's nearest intent.
                 let agree = self.model != Model::Fused
@@ -295,32 +334,54 @@ impl Classifier {
                     || ranked.best.is_some_and(|(bi, _, _)| bi == ii);
                 let handoff = confidence < self.thresholds.answer_at
                     || !agree
-                    || taxonomy::get(&intent).is_none_or(|i| i.handoff);
-                Classification {
-                    text: text.to_string(),
-                    reply_id: Some(self.library.replies()[ri].id.clone()),
+                    || taxonomy::get(intent).is_none_or(|i| i.handoff);
+                Verdict {
                     intent,
                     confidence: round3(confidence),
+                    reply: Some(&self.library.replies()[ri]),
                     handoff,
-                    suggestions,
-                    rule: None,
-                    second_intent: None,
-                    angry: normalize::angry(text),
                 }
             }
-            None => Classification {
-                text: text.to_string(),
-                intent: taxonomy::UNKNOWN.to_string(),
+            None => Verdict {
+                intent: taxonomy::UNKNOWN,
                 confidence: round3(order.first().map(|ii| probs[*ii]).unwrap_or(0.0)),
-                reply_id: None,
+                reply: None,
                 handoff: true,
-                suggestions,
-                rule: None,
-                second_intent: None,
-                angry: normalize::angry(text),
             },
+        };
+        Judged {
+            verdict,
+            rule: None,
+            suggestions: picked,
         }
     }
+}
+
+/// What the classifier concludes about a message: what intake needs to answer it.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict<'c> {
+    /// The intent, or `unknown`.
+    pub intent: &'c str,
+    pub confidence: f32,
+    /// The reply for the intent, when it has one.
+    pub reply: Option<&'c Reply>,
+    /// A person must take this one (unknown, low confidence, or a handoff intent).
+    pub handoff: bool,
+}
+
+impl Verdict<'_> {
+    /// Confident enough, and of an intent the bot may answer.
+    pub fn auto_answer(&self) -> bool {
+        !self.handoff && self.reply.is_some()
+    }
+}
+
+struct Judged<'c> {
+    verdict: Verdict<'c>,
+    /// The explicit trigger that decided, if any.
+    rule: Option<&'static str>,
+    /// (reply index, score), best first; empty unless asked for.
+    suggestions: Vec<(usize, f32)>,
 }
 
 /// Three decimals, and never `-0.0` (which would print as such).

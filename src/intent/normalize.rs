@@ -5,7 +5,60 @@
 
 use std::sync::OnceLock;
 
+use aho_corasick::AhoCorasick;
+
 use crate::library::lexicon::fold;
+
+/// A list of phrases searched in one pass: which of them, in list order, a text contains.
+/// What the phrase tables here (and [`super::rules`], [`super::clauses`]) need, at the cost of
+/// one scan of the text instead of one search per phrase.
+pub(super) struct Phrases(AhoCorasick);
+
+impl Phrases {
+    pub(super) fn new<'a>(phrases: impl IntoIterator<Item = &'a str>) -> Phrases {
+        Phrases(AhoCorasick::new(phrases).expect("phrase tables are small and valid"))
+    }
+
+    /// Whether `text` contains any of the phrases.
+    pub(super) fn any_in(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+
+    /// The index of the first phrase in list order, at or after `from`, that `text` contains.
+    pub(super) fn first_in(&self, text: &str, from: usize) -> Option<usize> {
+        self.0
+            .find_overlapping_iter(text)
+            .map(|m| m.pattern().as_usize())
+            .filter(|i| *i >= from)
+            .min()
+    }
+}
+
+/// Replace every occurrence of each pair's first string by its second, pair after pair in
+/// order (a replacement can make a later pair match). Pairs the text does not contain are
+/// skipped without a search of their own.
+/// `pair(i)` is phrase `i` and what it becomes.
+fn replace_in_order<'a>(
+    mut text: String,
+    phrases: &Phrases,
+    pair: impl Fn(usize) -> (&'a str, &'a str),
+) -> String {
+    let mut from = 0;
+    while let Some(i) = phrases.first_in(&text, from) {
+        let (find, put) = pair(i);
+        text = text.replace(find, put);
+        from = i + 1;
+    }
+    text
+}
+
+/// The phrases of a table, built once.
+fn phrases_of<'a>(
+    cell: &'static OnceLock<Phrases>,
+    table: impl IntoIterator<Item = &'a str>,
+) -> &'static Phrases {
+    cell.get_or_init(|| Phrases::new(table))
+}
 
 /// Traditional -> simplified for the characters shoppers actually type in shop questions.
 const T2S: &str = "貨货們们請请問问嗎吗運运費费換换單单訂订發发號号碼码價价優优麼么個个還还這这裡里裏里沒没點点時时間间會会員员積积錢钱買买賣卖東东說说話话謝谢幫帮給给從从開开關关為为對对應应該该無无後后實实質质壞坏錯错預预購购團团與与戶户綁绑機机帳账賬账稅税專专聯联繫系係系線线塊块種种類类顏颜長长寬宽褲裤紅红藍蓝綠绿黃黄過过進进達达遞递郵邮區区裝装損损補补贈赠禮礼試试評评論论語语讓让護护膚肤藥药療疗電电腦脑氣气樣样麵面臺台處处經经據据認认識识證证驗验帶带兩两張张歡欢週周內内誤误額额頁页鏈链結结續续約约動动態态狀状況况尋寻態态辦办麼么嗨嗨紀纪録录錄录覺觉讀读寫写參参與与館馆劃划擇择則则邊边隻只雙双條条衝冲廠厂庫库؟?";
@@ -215,8 +268,9 @@ const ANGRY_EMOJI: &[char] = &['😡', '😠', '🤬', '💢', '👿', '😤', '
 
 /// Whether the message shows anger in an emoticon code or an emoji.
 pub fn angry(text: &str) -> bool {
+    static CODES: OnceLock<Phrases> = OnceLock::new();
     text.chars().any(|c| ANGRY_EMOJI.contains(&c))
-        || ANGRY_CODES.iter().any(|code| text.contains(code))
+        || phrases_of(&CODES, ANGRY_CODES.iter().copied()).any_in(text)
 }
 
 /// Remove WeChat emoticon codes: a `[`, one to six letters or CJK characters, a `]`.
@@ -274,23 +328,16 @@ pub fn normalize(text: &str) -> String {
             cleaned.push(' ');
         }
     }
-    let mut text = mask_numbers(cleaned.trim());
-    for (from, to) in CANTONESE {
-        if text.contains(from) {
-            text = text.replace(from, to);
-        }
-    }
-    for (from, to) in SYNONYMS {
-        if text.contains(from) {
-            text = text.replace(from, to);
-        }
-    }
-    for p in PRODUCTS {
-        if text.contains(p) {
-            text = text.replace(p, "商品");
-        }
-    }
-    text
+    static CANTONESE_PHRASES: OnceLock<Phrases> = OnceLock::new();
+    static SYNONYM_PHRASES: OnceLock<Phrases> = OnceLock::new();
+    static PRODUCT_PHRASES: OnceLock<Phrases> = OnceLock::new();
+    let text = mask_numbers(cleaned.trim());
+    let cantonese = phrases_of(&CANTONESE_PHRASES, CANTONESE.iter().map(|p| p.0));
+    let text = replace_in_order(text, cantonese, |i| CANTONESE[i]);
+    let synonyms = phrases_of(&SYNONYM_PHRASES, SYNONYMS.iter().map(|p| p.0));
+    let text = replace_in_order(text, synonyms, |i| SYNONYMS[i]);
+    let products = phrases_of(&PRODUCT_PHRASES, PRODUCTS.iter().copied());
+    replace_in_order(text, products, |i| (PRODUCTS[i], "商品"))
 }
 
 /// Politeness and filler that carry no intent when anything else is said ("亲，在吗，我的
@@ -338,12 +385,9 @@ const SLOT_LABELS: &[&str] = &[
 /// Drop filler and number slots from normalised text if at least two CJK characters (or one
 /// ASCII word) remain.
 pub fn strip_filler(normalized: &str) -> String {
-    let mut out = normalized.to_string();
-    for f in FILLER {
-        if out.contains(f) {
-            out = out.replace(f, " ");
-        }
-    }
+    static FILLER_PHRASES: OnceLock<Phrases> = OnceLock::new();
+    let filler = phrases_of(&FILLER_PHRASES, FILLER.iter().copied());
+    let out = replace_in_order(normalized.to_string(), filler, |i| (FILLER[i], " "));
     // Sentence-final particles (呀, 啊, 呢 …) at the end of a phrase carry tone, not meaning.
     const PARTICLES: &[char] = &[
         '呀', '啊', '呢', '吧', '哦', '哈', '嘛', '啦', '呗', '滴', '噢',

@@ -16,8 +16,9 @@ const CANDIDATES: usize = 48;
 const KNN_WEIGHT: f32 = 0.3;
 
 /// A message's tokens, resolved against the vocabulary.
-pub(super) struct QueryTokens {
-    pub(super) texts: Vec<String>,
+pub(super) struct QueryTokens<'a> {
+    /// Sorted and unique.
+    pub(super) texts: Vec<&'a str>,
     /// (token id if known, its IDF)
     pub(super) ids: Vec<(Option<u32>, f32)>,
     /// Known ids, sorted, for membership tests.
@@ -27,13 +28,13 @@ pub(super) struct QueryTokens {
 }
 
 impl Classifier {
-    pub(super) fn resolve(&self, tokens: Vec<String>) -> QueryTokens {
+    pub(super) fn resolve<'a>(&self, tokens: Vec<&'a str>) -> QueryTokens<'a> {
         let mut texts = tokens;
         texts.sort_unstable();
         texts.dedup();
         let ids: Vec<(Option<u32>, f32)> = texts
             .iter()
-            .map(|t| match self.vocab.get(t) {
+            .map(|t| match self.vocab.get(*t) {
                 Some(id) => (Some(*id), self.idf[*id as usize]),
                 None => (None, self.unseen_idf),
             })
@@ -75,21 +76,20 @@ impl Classifier {
         }
         // Retrieval uses the selective tokens: single CJK characters match a large part of
         // the index and add cost, not candidates (they still count in the scoring below).
-        let selective: Vec<&String> = {
-            let multi: Vec<&String> = q
+        let selective: Vec<&str> = {
+            let multi: Vec<&str> = q
                 .texts
                 .iter()
+                .copied()
                 .filter(|t| t.chars().count() > 1 || t.is_ascii())
                 .collect();
             if multi.is_empty() {
-                q.texts.iter().collect()
+                q.texts.clone()
             } else {
                 multi
             }
         };
-        let Ok(top) = self.retrieval.top(&selective, CANDIDATES) else {
-            return ranked;
-        };
+        let top = self.retrieval.top(&selective, CANDIDATES);
         let q_norm = q.weight.sqrt().max(1e-6);
 
         // reply -> best similarity to the message

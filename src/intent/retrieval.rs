@@ -8,7 +8,8 @@
 //! Each term's contributions (its boosted BM25 score in each document) are computed once when
 //! the classifier is built, so a query does no dictionary lookup or postings decoding.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tantivy::fieldnorm::FieldNormReader;
@@ -22,7 +23,7 @@ use tantivy::{DocAddress, DocSet, InvertedIndexReader, Searcher, Term, TERMINATE
 type Contributions = Box<[(u32, u32, f32)]>;
 
 struct FieldIndex {
-    terms: HashMap<String, Contributions>,
+    terms: rustc_hash::FxHashMap<String, Contributions>,
 }
 
 pub(super) struct Retrieval {
@@ -62,7 +63,8 @@ impl Retrieval {
                 postings.push(inv);
                 norms.push(seg.get_fieldnorms_reader(field)?);
             }
-            let mut terms = HashMap::with_capacity(texts.len());
+            let mut terms = rustc_hash::FxHashMap::default();
+            terms.reserve(texts.len());
             let mut infos = Vec::with_capacity(postings.len());
             for text in texts {
                 let term = Term::from_field_text(field, &text);
@@ -105,18 +107,37 @@ impl Retrieval {
     }
 
     /// The `limit` best documents for `tokens`, best first.
-    pub(super) fn top(
+    pub(super) fn top(&self, tokens: &[&str], limit: usize) -> Vec<(f32, DocAddress)> {
+        thread_local! {
+            /// Per segment, per document: its score so far. Zero between queries (a query
+            /// resets what it touched), so none allocates or clears the whole array.
+            static SCORES: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+        }
+        SCORES.with_borrow_mut(|scores| {
+            if scores.len() != self.max_docs.len()
+                || scores
+                    .iter()
+                    .zip(&self.max_docs)
+                    .any(|(s, n)| s.len() != *n)
+            {
+                *scores = self.max_docs.iter().map(|n| vec![0.0; *n]).collect();
+            }
+            self.top_into(scores, tokens, limit)
+        })
+    }
+
+    fn top_into(
         &self,
-        tokens: &[&String],
+        scores: &mut [Vec<f32>],
+        tokens: &[&str],
         limit: usize,
-    ) -> std::io::Result<Vec<(f32, DocAddress)>> {
-        let mut scores: Vec<Vec<f32>> = self.max_docs.iter().map(|n| vec![0.0; *n]).collect();
+    ) -> Vec<(f32, DocAddress)> {
         let mut touched: Vec<(u32, u32)> = Vec::new();
         // Field by field, term by term, document by document: the order tantivy's boolean
         // query adds them in, so the sums are the same to the last bit.
         for f in &self.fields {
             for t in tokens {
-                let Some(contributions) = f.terms.get(t.as_str()) else {
+                let Some(contributions) = f.terms.get(*t) else {
                     continue;
                 };
                 for &(seg, doc, c) in contributions.iter() {
@@ -136,10 +157,8 @@ impl Retrieval {
         let mut hits: Vec<(f32, DocAddress)> = touched
             .into_iter()
             .map(|(seg, doc)| {
-                (
-                    scores[seg as usize][doc as usize],
-                    DocAddress::new(seg, doc),
-                )
+                let slot = &mut scores[seg as usize][doc as usize];
+                (std::mem::take(slot), DocAddress::new(seg, doc))
             })
             .collect();
         let by_rank = |a: &(f32, DocAddress), b: &(f32, DocAddress)| {
@@ -150,7 +169,7 @@ impl Retrieval {
             hits.truncate(limit);
         }
         hits.sort_unstable_by(by_rank);
-        Ok(hits)
+        hits
     }
 }
 
@@ -205,7 +224,6 @@ mod tests {
             words.to_vec(),
         ] {
             let tokens: Vec<String> = query.iter().map(|s| s.to_string()).collect();
-            let refs: Vec<&String> = tokens.iter().collect();
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
             for t in &tokens {
                 for (field, boost) in fields {
@@ -224,7 +242,7 @@ mod tests {
                 let expected = searcher
                     .search(&query_all, &TopDocs::with_limit(limit).order_by_score())
                     .unwrap();
-                let got = retrieval.top(&refs, limit).unwrap();
+                let got = retrieval.top(&query, limit);
                 assert_eq!(got.len(), expected.len(), "{query:?} limit {limit}");
                 let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * y.abs();
                 for ((gs, _), (es, _)) in got.iter().zip(&expected) {

@@ -1,6 +1,10 @@
 //! Deterministic triggers: phrases that name what the shopper wants so plainly that no
 //! score should overrule them. Matched on normalised text.
 
+use std::sync::OnceLock;
+
+use super::normalize::Phrases;
+
 /// (intent, phrases). Order matters: the first intent with a match wins.
 const RULES: &[(&str, &[&str])] = &[
     (
@@ -52,14 +56,27 @@ const HOURS_WORDS: &[&str] = &[
 
 /// The intent a trigger phrase decides, if any.
 pub fn trigger(normalized: &str) -> Option<&'static str> {
+    static PHRASES: OnceLock<Vec<Phrases>> = OnceLock::new();
+    static HOURS: OnceLock<Phrases> = OnceLock::new();
+    let phrases = PHRASES.get_or_init(|| {
+        RULES
+            .iter()
+            .map(|(_, phrases)| Phrases::new(phrases.iter().copied()))
+            .collect()
+    });
     let compact: String = normalized.chars().filter(|c| *c != ' ').collect();
+    let hours = || {
+        HOURS
+            .get_or_init(|| Phrases::new(HOURS_WORDS.iter().copied()))
+            .any_in(&compact)
+    };
     RULES
         .iter()
-        .filter(|(intent, _)| {
-            *intent != "human_agent" || !HOURS_WORDS.iter().any(|w| compact.contains(w))
+        .zip(phrases)
+        .find(|((intent, _), phrases)| {
+            phrases.any_in(&compact) && (*intent != "human_agent" || !hours())
         })
-        .find(|(_, phrases)| phrases.iter().any(|p| compact.contains(p)))
-        .map(|(intent, _)| *intent)
+        .map(|((intent, _), _)| *intent)
 }
 
 #[cfg(test)]

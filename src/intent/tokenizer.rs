@@ -10,35 +10,38 @@ use super::normalize::is_cjk;
 /// Tokens of already-normalised text.
 pub fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
+    each_token(text, |t| out.push(t.to_owned()));
+    out
+}
+
+/// The same tokens as [`tokens`], in the same order, as slices of `text`: a CJK character and
+/// the pair it starts, and a run of other characters, are each contiguous in the text. The
+/// classifier reads a message's tokens this way, allocating nothing per token.
+pub fn each_token<'a>(text: &'a str, mut emit: impl FnMut(&'a str)) {
     for word in text.split(' ').filter(|w| !w.is_empty()) {
-        let mut run: Vec<char> = Vec::new();
-        let mut ascii = String::new();
-        let flush_run = |run: &mut Vec<char>, out: &mut Vec<String>| {
-            for (i, c) in run.iter().enumerate() {
-                out.push(c.to_string());
-                if let Some(next) = run.get(i + 1) {
-                    out.push(format!("{c}{next}"));
-                }
-            }
-            run.clear();
-        };
-        for c in word.chars() {
+        // Byte ranges: the current run of CJK characters' start, and of other characters'.
+        let mut cjk_prev: Option<usize> = None;
+        let mut other_from: Option<usize> = None;
+        for (at, c) in word.char_indices() {
             if is_cjk(c) {
-                if !ascii.is_empty() {
-                    out.push(std::mem::take(&mut ascii));
+                if let Some(from) = other_from.take() {
+                    emit(&word[from..at]);
                 }
-                run.push(c);
+                if let Some(prev) = cjk_prev {
+                    // The character before this one: its pair with this one follows it.
+                    emit(&word[prev..at + c.len_utf8()]);
+                }
+                emit(&word[at..at + c.len_utf8()]);
+                cjk_prev = Some(at);
             } else {
-                flush_run(&mut run, &mut out);
-                ascii.push(c);
+                cjk_prev = None;
+                other_from.get_or_insert(at);
             }
         }
-        flush_run(&mut run, &mut out);
-        if !ascii.is_empty() {
-            out.push(ascii);
+        if let Some(from) = other_from {
+            emit(&word[from..]);
         }
     }
-    out
 }
 
 /// A tokenizer over normalised text.
@@ -120,5 +123,9 @@ mod tests {
         assert_eq!(tokens("退款 xl码"), ["退", "退款", "款", "xl", "码"]);
         assert_eq!(tokens("到哪了"), ["到", "到哪", "哪", "哪了", "了"]);
         assert!(tokens("").is_empty());
+        assert_eq!(
+            tokens("s码ok吗 12a号码 ，"),
+            ["s", "码", "ok", "吗", "12a", "号", "号码", "码", "，"]
+        );
     }
 }

@@ -171,11 +171,22 @@ fn open_sqlite_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
             )));
         }
         c.pragma_update(None, "synchronous", "FULL")?;
-        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        // While another connection writes (the ticket watch, the console), retry every
+        // 0.2 ms for up to 5 s. SQLite's own busy timeout sleeps up to 100 ms between tries,
+        // and every request of the batch would wait out the sleep after the lock was free.
+        c.busy_handler(Some(retry_soon))?;
         Ok(c)
     })
     .map_err(|e| StoreError::Writer(format!("{}: {e}", path.display())))?;
     Ok(conn)
+}
+
+/// The writer's busy handler: `true` (try again) after a 0.2 ms pause, for up to 5 s.
+fn retry_soon(tries: i32) -> bool {
+    const PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
+    const TRIES: i32 = 5_000_000 / 200;
+    std::thread::sleep(PAUSE);
+    tries < TRIES
 }
 
 fn sqlite_writer(

@@ -273,6 +273,50 @@ fn classify_output_is_unchanged_over_every_labelled_set() {
     }
 }
 
+/// What intake answers with (`Classifier::verdict`) is what `kefu classify` prints for the
+/// same message: intent, confidence, reply and whether a person must take it.
+#[test]
+fn intake_verdict_agrees_with_classify_on_every_labelled_message() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let library = kefu::library::load(&Path::new(root).join("replies")).unwrap();
+    let c = kefu::intent::Classifier::build(library, kefu::intent::Thresholds::default()).unwrap();
+    let mut files = vec![
+        format!("{root}/tests/fixtures/dev.tsv"),
+        format!("{root}/tests/fixtures/holdout.tsv"),
+    ];
+    for entry in std::fs::read_dir(format!("{root}/tests/fixtures/blind")).unwrap() {
+        files.push(entry.unwrap().path().display().to_string());
+    }
+    let mut checked = 0;
+    let mut answered = 0;
+    for file in files {
+        let labelled = std::fs::read_to_string(&file).unwrap();
+        for text in labelled
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split('\t').next())
+        {
+            let full = c.classify(text);
+            let v = c.verdict(text);
+            assert_eq!(v.intent, full.intent, "{text}");
+            assert_eq!(v.confidence, full.confidence, "{text}");
+            assert_eq!(
+                v.reply.map(|r| r.id.as_str()),
+                full.reply_id.as_deref(),
+                "{text}"
+            );
+            assert_eq!(v.handoff, full.handoff, "{text}");
+            assert_eq!(v.auto_answer(), full.auto_answer(), "{text}");
+            checked += 1;
+            answered += usize::from(v.auto_answer());
+        }
+    }
+    assert!(
+        checked > 1500 && answered > 500,
+        "{checked} checked, {answered} answered"
+    );
+}
+
 #[test]
 fn eval_cli_reports_accuracy_per_intent_and_latency() {
     let dir = tempfile::tempdir().unwrap();

@@ -76,15 +76,14 @@ impl KfService {
                 may_answer: true,
             }),
             (None, Some(text)) => {
-                let c = classifier.classify(text);
-                let may_answer = c.auto_answer();
+                let v = classifier.verdict(text);
                 Some(Verdict {
                     classification: Classification {
-                        intent: c.intent,
-                        confidence: c.confidence as f64,
-                        reply_id: c.reply_id,
+                        intent: v.intent.to_string(),
+                        confidence: v.confidence as f64,
+                        reply_id: v.reply.map(|r| r.id.clone()),
                     },
-                    may_answer,
+                    may_answer: v.auto_answer(),
                 })
             }
             (None, None) => None, // image, voice, file…: a person looks at it
