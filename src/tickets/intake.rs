@@ -12,12 +12,36 @@ use crate::store::unresolved;
 /// How far back the watch looks for messages without a ticket.
 const LOOK_BACK_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// Messages taken in per transaction. On SQLite each transaction holds the write lock that
+/// intake's writer (and so every shopper waiting for an answer) waits on: a few at a time,
+/// committed in between, keeps that wait short. The watch takes in up to
+/// `TAKE_IN_BATCH * TAKE_IN_ROUNDS` per pass.
+pub const TAKE_IN_BATCH: usize = 20;
+pub const TAKE_IN_ROUNDS: usize = 10;
+
+/// What one [`TicketService::take_in_mp`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TakenIn {
+    /// Messages it read (at most [`TAKE_IN_BATCH`]).
+    pub seen: usize,
+    /// Of them, those now in a ticket.
+    pub taken: usize,
+}
+
+impl TakenIn {
+    /// More may be waiting: the batch was full.
+    pub fn more(&self) -> bool {
+        self.seen >= TAKE_IN_BATCH
+    }
+}
+
 impl TicketService {
-    /// Open or append tickets for unresolved Official Account messages no ticket holds;
-    /// returns how many it took in.
-    pub async fn take_in_mp(&self, conn: &mut AnyConnection) -> Result<usize, TicketError> {
+    /// Open or append tickets for up to [`TAKE_IN_BATCH`] unresolved Official Account
+    /// messages no ticket holds, oldest first.
+    pub async fn take_in_mp(&self, conn: &mut AnyConnection) -> Result<TakenIn, TicketError> {
         let now = self.now_ms();
-        let waiting = unresolved::unticketed(conn, "mp", now - LOOK_BACK_MS, 200).await?;
+        let waiting =
+            unresolved::unticketed(conn, "mp", now - LOOK_BACK_MS, TAKE_IN_BATCH as i64).await?;
         let standing = Standing::default();
         let mut taken = 0;
         for m in &waiting {
@@ -55,6 +79,9 @@ impl TicketService {
             }
             taken += 1;
         }
-        Ok(taken)
+        Ok(TakenIn {
+            seen: waiting.len(),
+            taken,
+        })
     }
 }

@@ -172,6 +172,7 @@ on_both_stores!(
     two_replicas_route_200_tickets_to_5_agents,
     an_idle_owner_loses_the_ticket_and_a_resolved_one_reopens_within_the_window,
     official_account_messages_nobody_could_answer_become_tickets,
+    a_backlog_of_unanswered_messages_is_taken_in_batch_by_batch_in_one_pass,
 );
 
 /// An Official Account follower writes `text` (safe mode); the callback answers at once.
@@ -512,4 +513,36 @@ async fn official_account_messages_nobody_could_answer_become_tickets(db: Db) {
         texts,
         ["帮我订一张明天去成都的火车票", "我要投诉你们的快递"]
     );
+}
+
+async fn a_backlog_of_unanswered_messages_is_taken_in_batch_by_batch_in_one_pass(db: Db) {
+    use kefu::tickets::intake::TAKE_IN_BATCH;
+    let app = TestApp::start(db).await;
+    let (store, tickets) = (&app.state.store, &app.state.tickets);
+    // More than two batches' worth, from as many followers: as many tickets, in one pass.
+    let n = 2 * TAKE_IN_BATCH + 5;
+    for i in 0..n {
+        follower_writes(
+            &app,
+            &format!("oBacklog{i}"),
+            7200000000000000000 + i as u64,
+            "帮我订一张明天去成都的火车票",
+        )
+        .await;
+    }
+    kefu::tickets::worker::pass(store, tickets).await.unwrap();
+    let filter = ticket_store::Filter {
+        limit: 500,
+        ..Default::default()
+    };
+    let all = ticket_store::list(store.pool(), &filter).await.unwrap();
+    assert_eq!(
+        all.len(),
+        n,
+        "every waiting message has its ticket after one pass"
+    );
+    // Nothing is taken in twice.
+    kefu::tickets::worker::pass(store, tickets).await.unwrap();
+    let again = ticket_store::list(store.pool(), &filter).await.unwrap();
+    assert_eq!(again.len(), n);
 }
