@@ -181,12 +181,27 @@ fn open_sqlite_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     Ok(conn)
 }
 
-/// The writer's busy handler: `true` (try again) after a 0.2 ms pause, for up to 5 s.
+/// The writer's busy handler: `true` (try again) after a 0.2 ms pause, until 5 s have passed
+/// since the first try of this wait (measured, not counted: a busy machine oversleeps).
 fn retry_soon(tries: i32) -> bool {
-    const PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
-    const TRIES: i32 = 5_000_000 / 200;
+    use std::time::{Duration, Instant};
+    const PAUSE: Duration = Duration::from_micros(200);
+    const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+    thread_local! {
+        static WAITING_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = Instant::now();
+    let since = WAITING_SINCE.with(|w| {
+        if tries == 0 {
+            w.set(Some(now));
+        }
+        w.get().unwrap_or(now)
+    });
+    if now.duration_since(since) >= GIVE_UP_AFTER {
+        return false;
+    }
     std::thread::sleep(PAUSE);
-    tries < TRIES
+    true
 }
 
 fn sqlite_writer(

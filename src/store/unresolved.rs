@@ -18,7 +18,8 @@ pub struct Unresolved {
 }
 
 /// Unresolved messages of `channel` received at or after `since_ms` that no ticket holds,
-/// oldest first.
+/// oldest first. Messages without a sender cannot have a ticket (no one to answer) and are
+/// left out, so they never fill a batch ahead of the ones that can.
 pub async fn unticketed(
     conn: &mut AnyConnection,
     channel: &str,
@@ -28,7 +29,7 @@ pub async fn unticketed(
     sqlx::query_as(
         "SELECT m.id, m.from_user, m.to_user, m.content, m.msg_type, m.intent, m.confidence, \
          m.received_at FROM inbound_messages m WHERE m.status = 'unresolved' AND m.channel = $1 \
-         AND m.received_at >= $2 \
+         AND m.received_at >= $2 AND m.from_user IS NOT NULL AND m.from_user <> '' \
          AND NOT EXISTS (SELECT 1 FROM ticket_messages t WHERE t.msgid = m.id) \
          ORDER BY m.received_at, m.id LIMIT $3",
     )
