@@ -106,7 +106,7 @@ pub(super) fn clauses(text: &str) -> Vec<String> {
 
 fn asks(clause: &str) -> bool {
     static PHRASES: OnceLock<Phrases> = OnceLock::new();
-    let asking = PHRASES.get_or_init(|| Phrases::new(ASKING.iter().copied()));
+    let asking = normalize::phrases_of(&PHRASES, ASKING.iter().copied());
     asking.any_in(clause) || asking.any_in(&normalize::normalize(clause))
 }
 

@@ -53,7 +53,7 @@ fn replace_in_order<'a>(
 }
 
 /// The phrases of a table, built once.
-fn phrases_of<'a>(
+pub(super) fn phrases_of<'a>(
     cell: &'static OnceLock<Phrases>,
     table: impl IntoIterator<Item = &'a str>,
 ) -> &'static Phrases {

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use super::normalize::Phrases;
+use super::normalize::{phrases_of, Phrases};
 
 /// (intent, phrases). Order matters: the first intent with a match wins.
 const RULES: &[(&str, &[&str])] = &[
@@ -65,11 +65,7 @@ pub fn trigger(normalized: &str) -> Option<&'static str> {
             .collect()
     });
     let compact: String = normalized.chars().filter(|c| *c != ' ').collect();
-    let hours = || {
-        HOURS
-            .get_or_init(|| Phrases::new(HOURS_WORDS.iter().copied()))
-            .any_in(&compact)
-    };
+    let hours = || phrases_of(&HOURS, HOURS_WORDS.iter().copied()).any_in(&compact);
     RULES
         .iter()
         .zip(phrases)

@@ -3,8 +3,9 @@
 //! appends to the follower's ticket, from the stored message, so nothing on the hot path
 //! waits for tickets and nothing recorded is missed.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, AnyPool};
 
+use super::store::take_routing_turn;
 use super::{Incoming, OpenReason, TicketError, TicketService};
 use crate::crm::Standing;
 use crate::store::unresolved;
@@ -17,28 +18,38 @@ const LOOK_BACK_MS: i64 = 7 * 24 * 3600 * 1000;
 /// committed in between, keeps that wait short. The watch takes in up to
 /// `TAKE_IN_BATCH * TAKE_IN_ROUNDS` per pass.
 pub const TAKE_IN_BATCH: usize = 20;
-pub const TAKE_IN_ROUNDS: usize = 10;
+const TAKE_IN_ROUNDS: usize = 10;
 
 /// What one [`TicketService::take_in_mp`] did.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TakenIn {
+struct TakenIn {
     /// Messages it read (at most [`TAKE_IN_BATCH`]).
-    pub seen: usize,
+    seen: usize,
     /// Of them, those now in a ticket.
-    pub taken: usize,
-}
-
-impl TakenIn {
-    /// More may be waiting: the batch was full.
-    pub fn more(&self) -> bool {
-        self.seen >= TAKE_IN_BATCH
-    }
+    taken: usize,
 }
 
 impl TicketService {
+    /// Take in the Official Account messages waiting for a ticket, a batch per transaction
+    /// (each after the routing turn, so replicas take turns), until none is left or
+    /// `TAKE_IN_ROUNDS` batches are done; returns how many it took in.
+    pub async fn take_in_waiting_mp(&self, pool: &AnyPool) -> Result<usize, TicketError> {
+        let mut total = 0;
+        for _ in 0..TAKE_IN_ROUNDS {
+            let mut tx = pool.begin().await?;
+            take_routing_turn(&mut tx).await?;
+            let batch = self.take_in_mp(&mut tx).await?;
+            tx.commit().await?;
+            total += batch.taken;
+            if batch.seen < TAKE_IN_BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// Open or append tickets for up to [`TAKE_IN_BATCH`] unresolved Official Account
     /// messages no ticket holds, oldest first.
-    pub async fn take_in_mp(&self, conn: &mut AnyConnection) -> Result<TakenIn, TicketError> {
+    async fn take_in_mp(&self, conn: &mut AnyConnection) -> Result<TakenIn, TicketError> {
         let now = self.now_ms();
         let waiting =
             unresolved::unticketed(conn, "mp", now - LOOK_BACK_MS, TAKE_IN_BATCH as i64).await?;

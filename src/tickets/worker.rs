@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::intake::TAKE_IN_ROUNDS;
 use super::store as ticket_store;
 use super::{TicketError, TicketService};
 use crate::store::Store;
@@ -15,16 +14,7 @@ pub const TICK: Duration = Duration::from_secs(5);
 
 /// One pass: take in waiting Official Account messages, watch, then route.
 pub async fn pass(store: &Store, tickets: &TicketService) -> Result<(), TicketError> {
-    // Waiting Official Account messages, a batch per transaction (see `intake::TAKE_IN_BATCH`).
-    for _ in 0..TAKE_IN_ROUNDS {
-        let mut tx = store.pool().begin().await?;
-        ticket_store::take_routing_turn(&mut tx).await?;
-        let taken = tickets.take_in_mp(&mut tx).await?;
-        tx.commit().await?;
-        if !taken.more() {
-            break;
-        }
-    }
+    tickets.take_in_waiting_mp(store.pool()).await?;
     let mut tx = store.pool().begin().await?;
     ticket_store::take_routing_turn(&mut tx).await?;
     tickets.requeue_idle(&mut tx).await?;

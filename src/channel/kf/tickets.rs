@@ -26,7 +26,6 @@ use crate::ids::{ExternalUserId, OpenKfId};
 use crate::store::kf as kf_store;
 use crate::store::outbox as outbox_store;
 use crate::store::{Backend, OutboxApi, SessionState};
-use crate::tickets::intake::TAKE_IN_ROUNDS;
 use crate::tickets::routing::Agent;
 use crate::tickets::{self, store as ticket_store, Action, ReplyMode, Ticket, TicketError};
 
@@ -157,16 +156,7 @@ impl KfService {
     /// Idle assignments back to the queue, old resolved tickets closed, SLA marks recorded
     /// and breaches alerted.
     async fn watch_tickets(&self, work: &mut TicketWork) -> Result<(), KfError> {
-        // Waiting Official Account messages, a batch per transaction (see `tickets::intake::TAKE_IN_BATCH`).
-        for _ in 0..TAKE_IN_ROUNDS {
-            let mut tx = self.ticket_tx().await?;
-            let taken = self.tickets.take_in_mp(&mut tx).await?;
-            tx.commit().await?;
-            work.taken_in += taken.taken;
-            if !taken.more() {
-                break;
-            }
-        }
+        work.taken_in = self.tickets.take_in_waiting_mp(self.store.pool()).await?;
         let mut tx = self.ticket_tx().await?;
         work.requeued = self.tickets.requeue_idle(&mut tx).await?.len();
         work.closed = self.tickets.close_expired(&mut tx).await?;
