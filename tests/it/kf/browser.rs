@@ -302,6 +302,8 @@ async fn an_agent_who_edits_a_suggestion_into_a_blocked_term_is_stopped_with_the
     kf.says("wmCup", "收到的杯子是碎的，怎么办").await;
     open_first_ticket(&c).await;
     element(&c, ".suggestion[data-slot='1']").await;
+    kf.until("the acknowledgement", |k| k.sent_to("wmCup").len() == 1)
+        .await;
     let sent_before = kf.sent_to("wmCup").len();
 
     press(&c, '1').await;
@@ -415,6 +417,9 @@ async fn an_agent_cannot_open_or_answer_another_groups_ticket() {
         .ticket_until("wmCup", "the ticket to go to li", |t| t["assignee"] == "li")
         .await;
     let id = t["id"].as_str().unwrap().to_string();
+    // The acknowledgement goes out on its own, perhaps after the ticket is assigned.
+    kf.until("the acknowledgement", |k| k.sent_to("wmCup").len() == 1)
+        .await;
     let sent_before = kf.sent_to("wmCup").len();
 
     let d = driver().await;
