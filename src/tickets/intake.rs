@@ -88,6 +88,7 @@ impl TicketService {
                 };
                 self.open(conn, &incoming, reason).await?;
             }
+            unresolved::mark_ticketed(conn, "mp", &m.dedup_key, now).await?;
             taken += 1;
         }
         Ok(TakenIn {
