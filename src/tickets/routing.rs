@@ -146,15 +146,20 @@ impl TicketService {
     pub async fn route(&self, conn: &mut AnyConnection) -> Result<Vec<Assignment>, TicketError> {
         store::take_routing_turn(conn).await?;
         let now = self.now_ms();
-        let queued = store::queued(conn, 1000).await?;
-        if queued.is_empty() {
-            return Ok(Vec::new());
-        }
+        // The agents first: with nobody on duty (nights, a shop's day off) the queue is not
+        // read at all. It can hold many tickets then, and this runs in a write transaction.
         let mut agents: Vec<Agent> = store::agents(&mut *conn)
             .await?
             .into_iter()
             .map(Agent::from)
             .collect();
+        if !agents.iter().any(|a| a.on_duty && a.active) {
+            return Ok(Vec::new());
+        }
+        let queued = store::queued(conn, 1000).await?;
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut loads: HashMap<String, i64> = store::loads(conn).await?.into_iter().collect();
         let mut out = Vec::new();
         for ticket in queued {
