@@ -19,7 +19,7 @@ CONNS_LIST=("$@")
 THREADS=1
 OUT=bench/out
 mkdir -p "$OUT"
-cargo build --release --quiet --bin kefu --example hello --example durable --example loadgen
+cargo build --release --quiet --bin kefu --example hello --example durable --example loadgen --example stages
 # Enough distinct messages that no run wraps around to a duplicate.
 N=$(( DUR * 120000 ))
 ./target/release/examples/loadgen "$N" "$OUT/requests.tsv" text
@@ -107,3 +107,7 @@ awk '
       printf "%-12s %5s %10.0f %7.1f%% %7.2fx %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[3] / dur[f[2]], f[4], f[5], f[6]
     }
   }' "$SUMMARY"
+
+echo
+echo "== the callback's own stages on one idle core, over these requests (examples/stages.rs)"
+./target/release/examples/stages "$OUT/requests.tsv" "$OUT/images.tsv"

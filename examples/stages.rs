@@ -54,8 +54,13 @@ fn read(path: &str, n: usize) -> Vec<Request> {
         .collect()
 }
 
-/// Run `f` over every request, `rounds` times; print and return µs per request.
+/// Run `f` over every request once, then `rounds` times timed; print and return µs per
+/// request.
 fn time<T>(label: &str, reqs: &[Request], rounds: usize, mut f: impl FnMut(&Request) -> T) -> f64 {
+    // One round first, untimed: the first touch of the classifier's tables faults them in.
+    for r in reqs {
+        black_box(f(r));
+    }
     let started = Instant::now();
     for _ in 0..rounds {
         for r in reqs {
@@ -128,10 +133,24 @@ fn main() {
                 )
                 .expect("signed");
             let msg = parse_message(&plain).expect("message");
+            let content = msg.text().unwrap_or("");
+            // The reply intake would send: the library's, when the verdict answers.
+            let v = classifier.verdict(content);
+            let reply = match v.reply {
+                Some(r) if v.auto_answer() => classifier
+                    .library()
+                    .replies()
+                    .iter()
+                    .position(|x| x.id == r.id)
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             Request {
                 raw_query: String::new(),
                 query: vec![
-                    ("content".into(), msg.text().unwrap_or("").to_owned()),
+                    ("reply".into(), reply),
+                    ("content".into(), content.to_owned()),
                     ("from".into(), msg.from_user.clone().unwrap_or_default()),
                     ("to".into(), msg.to_user.clone()),
                 ],
@@ -154,20 +173,20 @@ fn main() {
         rounds,
         |r| classifier.classify(r.param("content")),
     );
+    let replies = classifier.library().replies();
     let reply = time(
-        "text:  verdict, then the reply rendered, XML, encrypted",
+        "text:  the reply rendered, in XML, encrypted and signed",
         &contents,
         rounds,
         |r| {
-            let v = classifier.verdict(r.param("content"));
-            let text = match v.reply {
-                Some(reply) => classifier.library().render(reply, None, None),
+            let text = match r.param("reply").parse::<usize>().ok() {
+                Some(i) => classifier.library().render(&replies[i], None, None),
                 None => "收到啦，客服马上来".to_owned(),
             };
             let xml = text_reply(r.param("from"), r.param("to"), 1_700_000_000, &text);
             crypt.encrypt_reply(&xml, "1700000000", "1234567890")
         },
-    ) - verdict;
+    );
     println!(
         "sum of the stages: image {image_intake:.1} µs; text {:.1} µs (intake {text_intake:.1}, verdict {verdict:.1}, reply {reply:.1})",
         text_intake + verdict + reply
