@@ -7,7 +7,8 @@
 # messages (verify, decrypt, parse, classify, durable SQLite write, encrypted passive reply)
 # and image messages (the same intake without the classifier and the passive reply).
 # Each connection count gets its own hello / durable / text / image runs; a summary table
-# ends it, with each run's share of the hello world and of the durable baseline.
+# follows, with each run's share of the hello world and of the durable baseline, and the
+# callback's own stages timed on one idle core over the same requests (examples/stages.rs).
 # Needs wrk (apt-get install wrk).
 #   bench/load.sh [duration_secs] [connections ...]      (default: 10 32 64)
 set -euo pipefail

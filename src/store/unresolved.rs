@@ -2,7 +2,8 @@
 //! watch picks them up (a crash between recording a message and opening its ticket loses
 //! nothing: the next pass finds it). A message taken in is marked in the same transaction
 //! as its ticket, which takes it out of the index of waiting messages (migration 0015), so
-//! each pass reads only what it takes.
+//! a pass does not walk the messages taken in before (only unresolved messages without a
+//! sender, which no ticket can take, stay in that index for the look-back).
 
 use sqlx::AnyConnection;
 

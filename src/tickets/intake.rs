@@ -56,6 +56,7 @@ impl TicketService {
         let standing = Standing::default();
         let mut taken = 0;
         for m in &waiting {
+            // `unticketed` reads only messages with a sender; this is a guard, not a path.
             let Some(openid) = m.from_user.as_deref().filter(|s| !s.is_empty()) else {
                 continue;
             };

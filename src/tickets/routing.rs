@@ -146,8 +146,8 @@ impl TicketService {
     pub async fn route(&self, conn: &mut AnyConnection) -> Result<Vec<Assignment>, TicketError> {
         store::take_routing_turn(conn).await?;
         let now = self.now_ms();
-        // The agents first: with nobody on duty (nights, a shop's day off) the queue is not
-        // read at all. It can hold many tickets then, and this runs in a write transaction.
+        // The agents first: with nobody on duty (nights, a shop's day off) routing does not
+        // read the queue, which can hold many tickets then, inside its write transaction.
         let mut agents: Vec<Agent> = store::agents(&mut *conn)
             .await?
             .into_iter()
@@ -163,9 +163,6 @@ impl TicketService {
         let mut loads: HashMap<String, i64> = store::loads(conn).await?.into_iter().collect();
         let mut out = Vec::new();
         for ticket in queued {
-            if !agents.iter().any(|a| a.on_duty && a.active) {
-                break;
-            }
             let previous = store::recent_agent(
                 conn,
                 &ticket.channel,

@@ -549,14 +549,14 @@ async fn a_backlog_of_unanswered_messages_is_taken_in_batch_by_batch_in_one_pass
     );
     // Each message taken in is marked in its ticket's transaction, so the watch's next read
     // finds none of them (only the sender-less ones stay unmarked).
-    let unmarked: Vec<(String, Option<i64>)> = sqlx::query_as(
+    let unresolved: Vec<(String, Option<i64>)> = sqlx::query_as(
         "SELECT from_user, ticketed_at FROM inbound_messages WHERE status = 'unresolved'",
     )
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(unmarked.len(), n + TAKE_IN_BATCH);
-    for (from, at) in &unmarked {
+    assert_eq!(unresolved.len(), n + TAKE_IN_BATCH);
+    for (from, at) in &unresolved {
         assert_eq!(at.is_some(), !from.is_empty(), "{from}: {at:?}");
     }
     // Nothing is taken in twice.
@@ -583,7 +583,9 @@ async fn the_watch_reads_waiting_messages_through_their_index() {
     .unwrap();
     let steps: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
     assert!(
-        steps[0].contains("USING INDEX inbound_messages_waiting (channel=? AND received_at>?)"),
+        steps
+            .iter()
+            .any(|s| s.contains("USING INDEX inbound_messages_waiting (channel=?")),
         "{steps:?}"
     );
     assert!(
