@@ -254,8 +254,11 @@ impl KfService {
                 tracing::warn!(error = %e, "could not record the configured agents");
             }
             loop {
-                if let Err(e) = service.ticket_pass().await {
-                    tracing::warn!(error = %e, "ticket pass failed");
+                let s = service.clone();
+                match crate::tickets::worker::apart(async move { s.ticket_pass().await }).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "ticket pass failed"),
+                    Err(e) => tracing::error!(error = %e, "ticket pass panicked"),
                 }
                 tokio::select! {
                     _ = service.tickets_ready.notified() => {},
