@@ -37,9 +37,11 @@ pub fn spawn(
         loop {
             let (s, t) = (store.clone(), tickets.clone());
             match apart(async move { pass(&s, &t).await }).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "ticket pass failed"),
-                Err(e) => tracing::error!(error = %e, "ticket pass panicked"),
+                Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(e))) => tracing::warn!(error = %e, "ticket pass failed"),
+                Ok(None) => break,
+                Err(e) if e.is_panic() => tracing::error!(error = %e, "ticket pass panicked"),
+                Err(_) => break,
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {},
@@ -50,19 +52,35 @@ pub fn spawn(
 }
 
 /// Run a background pass on a thread of its own (from the runtime's blocking pool), within
-/// the runtime, instead of among the request tasks.
+/// the runtime, instead of among the request tasks. `None` when it was cancelled.
 ///
 /// A pass is a string of statements inside transactions, and on SQLite each transaction
 /// holds the write lock that intake's writer, and so every shopper waiting for an answer,
-/// waits on. Each statement's result wakes the pass. Among the request tasks of a loaded
-/// server that wake-up waits its turn in the runtime's shared queue; on a thread of its own
-/// the pass is woken at once. Under load this halved how long a take-in batch held the lock
-/// (see BENCHMARKS.md).
-pub async fn apart<F>(work: F) -> Result<F::Output, tokio::task::JoinError>
+/// waits on. Each statement's result wakes the pass: among the request tasks of a loaded
+/// server that wake-up waits its turn in the runtime's shared queue, while sqlx's SQLite
+/// thread unparks a thread of its own directly. Under load this halved how long a take-in
+/// batch held the lock (see BENCHMARKS.md). On PostgreSQL the socket's readiness still
+/// comes through the runtime's I/O driver.
+///
+/// Dropping the returned future (a worker aborted at the shutdown deadline, the runtime shut
+/// down) stops the pass at its next await, so its transaction is rolled back and its
+/// connection given back before the store closes, as when the pass ran on the worker task.
+pub async fn apart<F>(work: F) -> Result<Option<F::Output>, tokio::task::JoinError>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let (_running, cancelled) = tokio::sync::oneshot::channel::<()>();
     let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || rt.block_on(work)).await
+    tokio::task::spawn_blocking(move || {
+        rt.block_on(async move {
+            tokio::select! {
+                // First, so nothing else is polled once the caller is gone.
+                biased;
+                _ = cancelled => None,
+                done = work => Some(done),
+            }
+        })
+    })
+    .await
 }

@@ -256,9 +256,13 @@ impl KfService {
             loop {
                 let s = service.clone();
                 match crate::tickets::worker::apart(async move { s.ticket_pass().await }).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "ticket pass failed"),
-                    Err(e) => tracing::error!(error = %e, "ticket pass panicked"),
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(e))) => tracing::warn!(error = %e, "ticket pass failed"),
+                    Ok(None) => break,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(error = %e, "ticket pass panicked")
+                    }
+                    Err(_) => break,
                 }
                 tokio::select! {
                     _ = service.tickets_ready.notified() => {},
