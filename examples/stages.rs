@@ -38,6 +38,14 @@ impl Request {
     }
 }
 
+/// A decrypted text message, with the library reply intake would answer it with.
+struct Text<'a> {
+    content: String,
+    from: String,
+    to: String,
+    reply: Option<&'a kefu::library::Reply>,
+}
+
 fn read(path: &str, n: usize) -> Vec<Request> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         eprintln!("{path}: {e} (run the loadgen example first)");
@@ -54,9 +62,8 @@ fn read(path: &str, n: usize) -> Vec<Request> {
         .collect()
 }
 
-/// Run `f` over every request once, then `rounds` times timed; print and return µs per
-/// request.
-fn time<T>(label: &str, reqs: &[Request], rounds: usize, mut f: impl FnMut(&Request) -> T) -> f64 {
+/// Run `f` over every item once, then `rounds` times timed; print and return µs per item.
+fn time<R, T>(label: &str, reqs: &[R], rounds: usize, mut f: impl FnMut(&R) -> T) -> f64 {
     // One round first, untimed: the first touch of the classifier's tables faults them in.
     for r in reqs {
         black_box(f(r));
@@ -120,41 +127,19 @@ fn main() {
     );
 
     // Text only: what the classifier decides, and the passive reply.
-    let contents: Vec<Request> = texts
+    let contents: Vec<Text> = texts
         .iter()
         .map(|r| {
-            let env = parse_envelope(&r.body).expect("envelope");
-            let plain = crypt
-                .verify_and_decrypt(
-                    r.param("msg_signature"),
-                    r.param("timestamp"),
-                    r.param("nonce"),
-                    &env.encrypt,
-                )
-                .expect("signed");
-            let msg = parse_message(&plain).expect("message");
-            let content = msg.text().unwrap_or("");
+            let (_, _, msg, _) = intake(r);
+            let content = msg.text().unwrap_or("").to_owned();
             // The reply intake would send: the library's, when the verdict answers.
-            let v = classifier.verdict(content);
-            let reply = match v.reply {
-                Some(r) if v.auto_answer() => classifier
-                    .library()
-                    .replies()
-                    .iter()
-                    .position(|x| x.id == r.id)
-                    .map(|i| i.to_string())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            Request {
-                raw_query: String::new(),
-                query: vec![
-                    ("reply".into(), reply),
-                    ("content".into(), content.to_owned()),
-                    ("from".into(), msg.from_user.clone().unwrap_or_default()),
-                    ("to".into(), msg.to_user.clone()),
-                ],
-                body: String::new(),
+            let v = classifier.verdict(&content);
+            let reply = v.reply.filter(|_| v.auto_answer());
+            Text {
+                from: msg.from_user.clone().unwrap_or_default(),
+                to: msg.to_user.clone(),
+                content,
+                reply,
             }
         })
         .collect();
@@ -163,7 +148,7 @@ fn main() {
         &contents,
         rounds,
         |r| {
-            let v = classifier.verdict(r.param("content"));
+            let v = classifier.verdict(&r.content);
             (v.intent.len(), v.confidence, v.reply.map(|r| r.id.len()))
         },
     );
@@ -171,19 +156,18 @@ fn main() {
         "text:  whole classification (the console's)",
         &contents,
         rounds,
-        |r| classifier.classify(r.param("content")),
+        |r| classifier.classify(&r.content),
     );
-    let replies = classifier.library().replies();
     let reply = time(
         "text:  the reply rendered, in XML, encrypted and signed",
         &contents,
         rounds,
         |r| {
-            let text = match r.param("reply").parse::<usize>().ok() {
-                Some(i) => classifier.library().render(&replies[i], None, None),
+            let text = match r.reply {
+                Some(reply) => classifier.library().render(reply, None, None),
                 None => "收到啦，客服马上来".to_owned(),
             };
-            let xml = text_reply(r.param("from"), r.param("to"), 1_700_000_000, &text);
+            let xml = text_reply(&r.from, &r.to, 1_700_000_000, &text);
             crypt.encrypt_reply(&xml, "1700000000", "1234567890")
         },
     );

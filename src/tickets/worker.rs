@@ -36,12 +36,8 @@ pub fn spawn(
     tokio::spawn(async move {
         loop {
             let (s, t) = (store.clone(), tickets.clone());
-            match apart(async move { pass(&s, &t).await }).await {
-                Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "ticket pass failed"),
-                Ok(None) => break,
-                Err(e) if e.is_panic() => tracing::error!(error = %e, "ticket pass panicked"),
-                Err(_) => break,
+            if !pass_apart(async move { pass(&s, &t).await }).await {
+                break;
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {},
@@ -83,4 +79,27 @@ where
         })
     })
     .await
+}
+
+/// [`apart`] for a ticket pass: a failure or a panic is logged and the loop goes on (`true`);
+/// `false` when the pass was cancelled (shutdown).
+pub async fn pass_apart<T, E>(
+    work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
+) -> bool
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match apart(work).await {
+        Ok(Some(Ok(_))) => true,
+        Ok(Some(Err(e))) => {
+            tracing::warn!(error = %e, "ticket pass failed");
+            true
+        }
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "ticket pass panicked");
+            true
+        }
+        Ok(None) | Err(_) => false,
+    }
 }

@@ -255,14 +255,8 @@ impl KfService {
             }
             loop {
                 let s = service.clone();
-                match crate::tickets::worker::apart(async move { s.ticket_pass().await }).await {
-                    Ok(Some(Ok(_))) => {}
-                    Ok(Some(Err(e))) => tracing::warn!(error = %e, "ticket pass failed"),
-                    Ok(None) => break,
-                    Err(e) if e.is_panic() => {
-                        tracing::error!(error = %e, "ticket pass panicked")
-                    }
-                    Err(_) => break,
+                if !crate::tickets::worker::pass_apart(async move { s.ticket_pass().await }).await {
+                    break;
                 }
                 tokio::select! {
                     _ = service.tickets_ready.notified() => {},
