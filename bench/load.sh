@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# End-to-end load test of POST /wechat/callback beside two baselines, all driven by wrk with
+# End-to-end load test of POST /wechat/callback beside its baselines, all driven by wrk with
 # the same settings on the same machine: an axum hello world, and the durable-intake baseline
 # (examples/durable.rs: axum, one SQLite writer thread committing everything queued as one
 # transaction, WAL, synchronous=FULL, a row with a unique key per message, the answer after
-# the commit), which receives the text requests. Two kefu runs: shopper text
+# the commit), which receives the text requests; and the same baseline in its `intake` mode
+# (both signatures checked, the message decrypted and parsed, a row keyed by MsgId: the least
+# kefu's image path must do), which receives the image requests. Two kefu runs: shopper text
 # messages (verify, decrypt, parse, classify, durable SQLite write, encrypted passive reply)
 # and image messages (the same intake without the classifier and the passive reply).
-# Each connection count gets its own hello / durable / text / image runs; a summary table
+# Each connection count gets its own hello / durable / durable-intake / text / image runs; a
+# summary table
 # follows, with each run's share of the hello world and of the durable baseline, and the
 # callback's own stages timed on one idle core over the same requests (examples/stages.rs).
 # Needs wrk (apt-get install wrk).
@@ -35,6 +38,10 @@ cpu_ticks() {  # cpu_ticks PID: user + system time of the process so far, in clo
 record() {  # record LABEL CONNS WRK_OUTPUT_FILE CPU_TICKS_USED
   local rps p50 p99 n us
   rps=$(awk '/^Requests\/sec/ {print $2}' "$3")
+  # A refused request is not a measurement: say so loudly (a stale request file, a bad key).
+  if grep -q "Non-2xx" "$3"; then
+    echo "!! $1 at $2 connections: $(awk '/Non-2xx/ {print $NF}' "$3") requests refused; its figures mean nothing" | tee -a "$OUT/refused.txt"
+  fi
   p50=$(awk '$1 == "50%" {print $2}' "$3")
   p99=$(awk '$1 == "99%" {print $2}' "$3")
   n=$(awk '/requests in/ {print $1}' "$3")
@@ -54,16 +61,18 @@ run_hello() {  # run_hello CONNS
   kill $HELLO; wait $HELLO 2>/dev/null || true
 }
 
-run_durable() {  # run_durable CONNS
+run_durable() {  # run_durable CONNS [intake]
+  local mode=${2:-raw} label=durable file="$OUT/requests.tsv"
+  if [ "$mode" = intake ]; then label=durable-intake; file="$OUT/images.tsv"; fi
   rm -rf "$OUT/durable-db"
-  ./target/release/examples/durable 127.0.0.1:18083 "$OUT/durable-db/durable.db" & DURABLE=$!
+  ./target/release/examples/durable 127.0.0.1:18083 "$OUT/durable-db/durable.db" "$mode" & DURABLE=$!
   sleep 0.5
-  echo "== baseline: durable intake (one SQLite writer, WAL, synchronous=FULL), $1 connections"
+  echo "== baseline: $label (one SQLite writer, WAL, synchronous=FULL), $1 connections"
   local t0
   t0=$(cpu_ticks $DURABLE)
-  KEFU_LOAD_FILE="$OUT/requests.tsv" wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua \
-    http://127.0.0.1:18083 | tee "$OUT/durable-$1.txt"
-  record durable "$1" "$OUT/durable-$1.txt" $(( $(cpu_ticks $DURABLE) - t0 ))
+  KEFU_LOAD_FILE="$file" wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua \
+    http://127.0.0.1:18083 | tee "$OUT/$label-$1.txt"
+  record "$label" "$1" "$OUT/$label-$1.txt" $(( $(cpu_ticks $DURABLE) - t0 ))
   kill $DURABLE; wait $DURABLE 2>/dev/null || true
 }
 
@@ -90,6 +99,7 @@ run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
 for C in "${CONNS_LIST[@]}"; do
   run_hello "$C"
   run_durable "$C"
+  run_durable "$C" intake
   run_kefu text "$OUT/requests.tsv" "$C"
   run_kefu image "$OUT/images.tsv" "$C"
 done
@@ -102,10 +112,10 @@ awk '
   $1 == "durable" { dur[$2] = $3 }
   { rows[NR] = $0 }
   END {
-    printf "%-12s %5s %10s %8s %8s %9s %9s %12s\n", "server", "conns", "req/s", "/hello", "/durable", "p50", "p99", "cpu/req µs"
+    printf "%-15s %5s %10s %8s %8s %9s %9s %12s\n", "server", "conns", "req/s", "/hello", "/durable", "p50", "p99", "cpu/req µs"
     for (i = 1; i <= NR; i++) {
       split(rows[i], f, " ")
-      printf "%-12s %5s %10.0f %7.1f%% %7.2fx %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[3] / dur[f[2]], f[4], f[5], f[6]
+      printf "%-15s %5s %10.0f %7.1f%% %7.2fx %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[3] / dur[f[2]], f[4], f[5], f[6]
     }
   }' "$SUMMARY"
 

@@ -102,11 +102,29 @@ pub fn decode_aes_key(encoding_aes_key: &str) -> Result<[u8; 32], CryptoError> {
 pub fn sha1_signature(parts: &[&str]) -> String {
     let mut sorted: Vec<&str> = parts.to_vec();
     sorted.sort_unstable();
+    let hex = sha1_hex(&sorted);
+    // Lowercase hex digits are ASCII.
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+/// SHA-1 of the parts as given, concatenated, as 40 lowercase hex digits.
+fn sha1_hex(parts: &[&str]) -> [u8; 40] {
     let mut hasher = Sha1::new();
-    for p in sorted {
+    for p in parts {
         hasher.update(p.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    let mut hex = [0u8; 40];
+    // 20 bytes always fit 40 digits.
+    let _ = hex::encode_to_slice(hasher.finalize(), &mut hex);
+    hex
+}
+
+/// Whether `received` is the signature over `parts` (sorted first, as [`sha1_signature`]
+/// does), compared in constant time; nothing is allocated, as every callback checks one or two.
+pub fn signature_of_matches<const N: usize>(mut parts: [&str; N], received: &str) -> bool {
+    parts.sort_unstable();
+    let expected = sha1_hex(&parts);
+    expected.len() == received.len() && bool::from(expected.ct_eq(received.as_bytes()))
 }
 
 /// Compare a received signature with the expected one without leaking, through timing, how
@@ -162,8 +180,7 @@ impl MsgCrypt {
         nonce: &str,
         encrypt: &str,
     ) -> Result<(), CryptoError> {
-        let expected = self.signature(timestamp, nonce, encrypt);
-        if signature_matches(&expected, msg_signature) {
+        if signature_of_matches([&self.token, timestamp, nonce, encrypt], msg_signature) {
             Ok(())
         } else {
             Err(CryptoError::Signature)
@@ -191,24 +208,31 @@ impl MsgCrypt {
             return Err(CryptoError::CiphertextLength);
         }
         let iv: [u8; 16] = self.iv();
-        let plain = Aes256CbcDec::new(&self.key.into(), &iv.into())
-            .decrypt_padded::<NoPadding>(&mut buf)
-            .map_err(|_| CryptoError::CiphertextLength)?;
-        let plain = strip_pkcs7_32(plain)?;
-        if plain.len() < HEADER_LEN {
-            return Err(CryptoError::TooShort);
-        }
-        let mut len_bytes = [0u8; 4];
-        len_bytes.copy_from_slice(&plain[RANDOM_LEN..HEADER_LEN]);
-        let msg_len = u32::from_be_bytes(len_bytes) as usize;
-        let msg_end = HEADER_LEN
-            .checked_add(msg_len)
-            .filter(|end| *end <= plain.len())
-            .ok_or(CryptoError::LengthPastEnd)?;
-        if &plain[msg_end..] != self.receive_id.as_bytes() {
-            return Err(CryptoError::ReceiveId);
-        }
-        String::from_utf8(plain[HEADER_LEN..msg_end].to_vec()).map_err(|_| CryptoError::NotUtf8)
+        let msg_end = {
+            let plain = Aes256CbcDec::new(&self.key.into(), &iv.into())
+                .decrypt_padded::<NoPadding>(&mut buf)
+                .map_err(|_| CryptoError::CiphertextLength)?;
+            let plain = strip_pkcs7_32(plain)?;
+            if plain.len() < HEADER_LEN {
+                return Err(CryptoError::TooShort);
+            }
+            let mut len_bytes = [0u8; 4];
+            len_bytes.copy_from_slice(&plain[RANDOM_LEN..HEADER_LEN]);
+            let msg_len = u32::from_be_bytes(len_bytes) as usize;
+            let msg_end = HEADER_LEN
+                .checked_add(msg_len)
+                .filter(|end| *end <= plain.len())
+                .ok_or(CryptoError::LengthPastEnd)?;
+            if &plain[msg_end..] != self.receive_id.as_bytes() {
+                return Err(CryptoError::ReceiveId);
+            }
+            msg_end
+        };
+        // The message is a prefix of the decrypted buffer once its header is dropped: the
+        // buffer becomes the string.
+        buf.truncate(msg_end);
+        buf.drain(..HEADER_LEN);
+        String::from_utf8(buf).map_err(|_| CryptoError::NotUtf8)
     }
 
     /// Encrypt with a fresh random 16-byte prefix.

@@ -1,5 +1,7 @@
 //! Prometheus metrics, served as text on `/metrics`.
 
+use std::borrow::Cow;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -8,49 +10,49 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteOutcome {
-    pub route: String,
-    pub outcome: String,
+    pub route: Cow<'static, str>,
+    pub outcome: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: String,
+    pub route: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabel {
-    pub route: String,
-    pub reason: String,
+    pub route: Cow<'static, str>,
+    pub reason: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabel {
-    pub channel: String,
+    pub channel: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageLabel {
-    pub channel: String,
-    pub msg_type: String,
+    pub channel: Cow<'static, str>,
+    pub msg_type: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabel {
-    pub api: String,
-    pub outcome: String,
+    pub api: Cow<'static, str>,
+    pub outcome: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SlaLabel {
     /// first_response | next_response | resolution
-    pub target: String,
+    pub target: Cow<'static, str>,
     /// warning | breach
-    pub kind: String,
+    pub kind: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
@@ -144,11 +146,11 @@ impl Metrics {
         }
     }
 
-    pub fn reject(&self, route: &str, reason: &str) {
+    pub fn reject(&self, route: &'static str, reason: &'static str) {
         self.rejects
             .get_or_create(&RejectLabel {
-                route: route.to_owned(),
-                reason: reason.to_owned(),
+                route: route.into(),
+                reason: reason.into(),
             })
             .inc();
     }

@@ -94,16 +94,31 @@ impl Intake {
     ) -> Result<Accepted, StoreError> {
         let decision = self.decide(channel, &msg);
         let now = self.clock.now_ms();
+        let msg_type_label = metric_msg_type(&msg.msg_type);
+        // What a kf callback needs after it is stored: the pull's token and account.
+        let kf_pull = match (&self.kf, &msg.body) {
+            (Some(kf), MsgBody::KfMsgOrEvent { token, open_kfid }) => {
+                Some((kf.clone(), token.clone(), open_kfid.clone()))
+            }
+            _ => None,
+        };
+        let dedup_key = msg.dedup_key(&raw_xml);
+        let event = msg.event_name().map(str::to_owned);
+        // The message's own strings move into the record.
+        let content = match msg.body {
+            MsgBody::Text { content } => Some(content),
+            _ => None,
+        };
         let record = NewInbound {
             id: new_id(now),
             channel: channel.as_str(),
-            dedup_key: msg.dedup_key(&raw_xml),
-            msg_type: msg.msg_type.clone(),
-            event: msg.event_name().map(str::to_owned),
-            from_user: msg.from_user.clone(),
-            to_user: msg.to_user.clone(),
+            dedup_key,
+            msg_type: msg.msg_type,
+            event,
+            from_user: msg.from_user,
+            to_user: msg.to_user,
             create_time: msg.create_time,
-            content: msg.text().map(str::to_owned),
+            content,
             raw_xml,
             received_at: now,
             status: decision.status,
@@ -115,11 +130,8 @@ impl Intake {
         let reply_text = decision.reply_text;
         match self.store.record_inbound(record).await? {
             Recorded::New => {
-                if let (Some(kf), MsgBody::KfMsgOrEvent { token, open_kfid }) =
-                    (&self.kf, &msg.body)
-                {
+                if let Some((kf, token, open_kfid)) = kf_pull {
                     // Acknowledge at once; pull in the background.
-                    let (kf, token, open_kfid) = (kf.clone(), token.clone(), open_kfid.clone());
                     tokio::spawn(async move {
                         match kf.pull(&open_kfid, Some(&token)).await {
                             Ok(report) => {
@@ -135,7 +147,7 @@ impl Intake {
                     .recorded
                     .get_or_create(&MessageLabel {
                         channel: channel.as_str().into(),
-                        msg_type: metric_msg_type(&msg.msg_type).into(),
+                        msg_type: msg_type_label.into(),
                     })
                     .inc();
                 Ok(Accepted {

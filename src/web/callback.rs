@@ -5,6 +5,8 @@
 //! Any refusal is a [`WebError`], logged with its reason (never with secrets or customer text)
 //! and counted; nothing is stored unless every check passed.
 
+use std::borrow::Cow;
+
 use axum::body::{to_bytes, Body};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, Method};
@@ -14,7 +16,7 @@ use axum::Router;
 
 use super::{AppState, WebError};
 use crate::channel::Channel;
-use crate::crypto::{sha1_signature, signature_matches, CryptoError, MsgCrypt};
+use crate::crypto::{signature_of_matches, CryptoError, MsgCrypt};
 use crate::wecom::xml::text_reply;
 use crate::wecom::{parse_envelope, parse_message};
 
@@ -33,24 +35,26 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// The query parameters WeCom and WeChat send.
+/// The query parameters WeCom and WeChat send, borrowed from the query string where they
+/// need no decoding (signatures, timestamps and nonces never do).
 #[derive(Debug, Default)]
-struct CallbackQuery {
-    msg_signature: Option<String>,
-    signature: Option<String>,
-    timestamp: Option<String>,
-    nonce: Option<String>,
-    echostr: Option<String>,
-    encrypt_type: Option<String>,
+struct CallbackQuery<'q> {
+    msg_signature: Option<Cow<'q, str>>,
+    signature: Option<Cow<'q, str>>,
+    timestamp: Option<Cow<'q, str>>,
+    nonce: Option<Cow<'q, str>>,
+    echostr: Option<Cow<'q, str>>,
+    encrypt_type: Option<Cow<'q, str>>,
 }
 
-impl CallbackQuery {
-    fn parse(raw: Option<String>) -> Result<Self, WebError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-            .map_err(|_| WebError::BadQuery)?;
+impl<'q> CallbackQuery<'q> {
+    /// Read the parameters kefu uses; others are ignored, and a repeated one counts as its
+    /// last value. Form decoding never fails: a stray `%` stays as it is and invalid UTF-8
+    /// becomes U+FFFD, which no signature check then accepts.
+    fn parse(raw: Option<&'q str>) -> Self {
         let mut q = CallbackQuery::default();
-        for (k, v) in pairs {
-            let slot = match k.as_str() {
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
                 "msg_signature" => &mut q.msg_signature,
                 "signature" => &mut q.signature,
                 "timestamp" => &mut q.timestamp,
@@ -61,10 +65,10 @@ impl CallbackQuery {
             };
             *slot = Some(v);
         }
-        Ok(q)
+        q
     }
 
-    fn need(field: &Option<String>) -> Result<&str, WebError> {
+    fn need<'f>(field: &'f Option<Cow<'q, str>>) -> Result<&'f str, WebError> {
         match field.as_deref() {
             Some(v) if !v.is_empty() => Ok(v),
             _ => Err(WebError::MissingParam),
@@ -124,7 +128,8 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let bytes = to_bytes(body, state.config.callback.max_body_bytes)
         .await
         .map_err(|_| WebError::BodyTooLarge)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| WebError::BodyNotUtf8)
+    // The body's own buffer becomes the string when nothing else shares it.
+    String::from_utf8(Vec::from(bytes)).map_err(|_| WebError::BodyNotUtf8)
 }
 
 fn xml_response(body: String) -> Response {
@@ -140,7 +145,11 @@ fn text_response(body: String) -> Response {
 }
 
 fn success() -> Response {
-    text_response("success".to_owned())
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "success",
+    )
+        .into_response()
 }
 
 fn fresh_nonce() -> String {
@@ -168,7 +177,7 @@ fn wecom_verify_inner(state: &AppState, raw: Option<String>) -> Result<Response,
         .wecom_crypt
         .as_ref()
         .ok_or(WebError::ChannelNotConfigured)?;
-    let q = CallbackQuery::parse(raw)?;
+    let q = CallbackQuery::parse(raw.as_deref());
     let sig = CallbackQuery::need(&q.msg_signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
     let nonce = CallbackQuery::need(&q.nonce)?;
@@ -199,7 +208,7 @@ async fn wecom_message_inner(
         .wecom_crypt
         .clone()
         .ok_or(WebError::ChannelNotConfigured)?;
-    let q = CallbackQuery::parse(raw)?;
+    let q = CallbackQuery::parse(raw.as_deref());
     let sig = CallbackQuery::need(&q.msg_signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
     let nonce = CallbackQuery::need(&q.nonce)?;
@@ -231,7 +240,7 @@ async fn mp_verify(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
 
 fn mp_verify_inner(state: &AppState, raw: Option<String>) -> Result<Response, WebError> {
     let mp = state.mp.as_ref().ok_or(WebError::ChannelNotConfigured)?;
-    let q = CallbackQuery::parse(raw)?;
+    let q = CallbackQuery::parse(raw.as_deref());
     let sig = CallbackQuery::need(&q.signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
     let nonce = CallbackQuery::need(&q.nonce)?;
@@ -242,7 +251,7 @@ fn mp_verify_inner(state: &AppState, raw: Option<String>) -> Result<Response, We
 }
 
 fn check_plain_signature(token: &str, sig: &str, ts: &str, nonce: &str) -> Result<(), WebError> {
-    if signature_matches(&sha1_signature(&[token, ts, nonce]), sig) {
+    if signature_of_matches([token, ts, nonce], sig) {
         Ok(())
     } else {
         Err(CryptoError::Signature.into())
@@ -266,10 +275,10 @@ async fn mp_message_inner(
     body: Body,
 ) -> Result<Response, WebError> {
     let mp = state.mp.clone().ok_or(WebError::ChannelNotConfigured)?;
-    let q = CallbackQuery::parse(raw)?;
-    let ts = CallbackQuery::need(&q.timestamp)?.to_owned();
-    let nonce = CallbackQuery::need(&q.nonce)?.to_owned();
-    check_timestamp(state, &ts)?;
+    let q = CallbackQuery::parse(raw.as_deref());
+    let ts = CallbackQuery::need(&q.timestamp)?;
+    let nonce = CallbackQuery::need(&q.nonce)?;
+    check_timestamp(state, ts)?;
     let safe_mode = match q.encrypt_type.as_deref() {
         None | Some("") | Some("raw") => false,
         Some("aes") => true,
@@ -278,7 +287,7 @@ async fn mp_message_inner(
     // The plain signature rides on every request; in safe mode msg_signature is what binds
     // the body, so the plain one is checked when present.
     match (&q.signature, safe_mode) {
-        (Some(sig), _) => check_plain_signature(&mp.token, sig, &ts, &nonce)?,
+        (Some(sig), _) => check_plain_signature(&mp.token, sig, ts, nonce)?,
         (None, false) => return Err(WebError::MissingParam),
         (None, true) => {}
     }
@@ -289,7 +298,7 @@ async fn mp_message_inner(
         let sig = CallbackQuery::need(&q.msg_signature)?;
         let envelope = parse_envelope(&body)?;
         (
-            crypt.verify_and_decrypt(sig, &ts, &nonce, &envelope.encrypt)?,
+            crypt.verify_and_decrypt(sig, ts, nonce, &envelope.encrypt)?,
             Some(crypt),
         )
     } else {
@@ -301,8 +310,8 @@ async fn mp_message_inner(
         let window =
             i64::try_from(state.config.callback.timestamp_tolerance_secs).unwrap_or(i64::MAX);
         if !mp.replays.admit(
-            &ts,
-            &nonce,
+            ts,
+            nonce,
             &body,
             state.clock.now_secs(),
             window.saturating_mul(2),

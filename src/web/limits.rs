@@ -23,19 +23,17 @@ use super::AppState;
 pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limits = state.config.server;
     let cut = Arc::new(AtomicBool::new(false));
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    // Shared, not copied: only a refusal logs it.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = || matched.as_ref().map(MatchedPath::as_str);
     let req = req.map(|body| {
         if body.is_end_stream() {
             body
         } else {
             Body::new(DeadlineBody {
                 inner: body,
-                deadline: Box::pin(tokio::time::sleep_until(
-                    Instant::now() + limits.body_read_timeout,
-                )),
+                due: Instant::now() + limits.body_read_timeout,
+                deadline: None,
                 cut: cut.clone(),
             })
         }
@@ -45,7 +43,7 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
         // was too slow: say so, and do not read what it may still send.
         Ok(_) if cut.load(Ordering::Relaxed) => {
             tracing::warn!(
-                route,
+                route = route(),
                 "request body not received in time; connection closed"
             );
             (
@@ -57,7 +55,7 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
         }
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(route, "request not answered in time");
+            tracing::warn!(route = route(), "request not answered in time");
             (StatusCode::SERVICE_UNAVAILABLE, "request_timeout").into_response()
         }
     }
@@ -71,7 +69,11 @@ struct BodyTimeout;
 /// A request body that fails once its deadline passes, and says so through `cut`.
 struct DeadlineBody {
     inner: Body,
-    deadline: Pin<Box<Sleep>>,
+    /// When the body must have arrived.
+    due: Instant,
+    /// The timer for `due`, set the first time the body is not there yet: a body that came
+    /// with its headers (a callback's, as a rule) never needs one.
+    deadline: Option<Pin<Box<Sleep>>>,
     cut: Arc<AtomicBool>,
 }
 
@@ -87,7 +89,11 @@ impl HttpBody for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        let due = this.due;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if deadline.as_mut().poll(cx).is_ready() {
             this.cut.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
         }

@@ -12,6 +12,7 @@ mod ops;
 mod replay;
 mod tickets;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,11 +98,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Count every request by route and outcome and time it.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route: Cow<'static, str> = match req.extensions().get::<MatchedPath>() {
+        Some(p) => p.as_str().to_owned().into(),
+        None => "unmatched".into(),
+    };
     let started = Instant::now();
     let resp = next.run(req).await;
     let outcome = match resp.status().as_u16() {
@@ -109,19 +109,18 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         400..=499 => "rejected",
         _ => "error",
     };
+    let label = RouteLabel { route };
     state
         .metrics
         .latency
-        .get_or_create(&RouteLabel {
-            route: route.clone(),
-        })
+        .get_or_create(&label)
         .observe(started.elapsed().as_secs_f64());
     state
         .metrics
         .requests
         .get_or_create(&RouteOutcome {
-            route,
-            outcome: outcome.to_owned(),
+            route: label.route,
+            outcome: outcome.into(),
         })
         .inc();
     resp

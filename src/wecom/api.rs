@@ -158,8 +158,8 @@ impl WecomClient {
         self.metrics
             .wecom_calls
             .get_or_create(&crate::metrics::ApiLabel {
-                api: api.to_string(),
-                outcome: outcome.to_string(),
+                api: api.to_owned().into(),
+                outcome: outcome.to_owned().into(),
             })
             .inc();
     }

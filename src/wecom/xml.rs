@@ -3,6 +3,8 @@
 //! events nest extra detail, which is kept in the raw XML); unknown `MsgType`s are parsed as
 //! [`MsgBody::Unknown`] and stored, never rejected.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
@@ -36,16 +38,26 @@ impl XmlError {
 
 const MAX_DEPTH: usize = 8;
 
-/// The direct children of `<xml>` that hold text, in document order.
+/// The direct children of `<xml>` that hold text, in document order: each name and text is
+/// borrowed from the parsed input where it appears there as it is (a CDATA section, or a run
+/// of text with no entity reference), and owned only where it had to be put together.
 #[derive(Debug, Default, Clone)]
-pub struct Fields(Vec<(String, String)>);
+pub struct Fields<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl Fields {
+impl<'a> Fields<'a> {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The field's text, still borrowed from the input where it was.
+    fn cow(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn take(&self, name: &str) -> Option<String> {
@@ -57,63 +69,104 @@ impl Fields {
     }
 }
 
+/// `part` (a slice the reader handed out of `input`) as a slice of `input` itself, so that it
+/// outlives the reader's event; a copy if it is not one.
+fn from_input<'a>(input: &'a str, part: &str) -> Cow<'a, str> {
+    let start = (part.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+    match start
+        .checked_add(part.len())
+        .and_then(|end| input.get(start..end))
+    {
+        Some(s) if std::ptr::eq(s.as_ptr(), part.as_ptr()) => Cow::Borrowed(s),
+        _ => Cow::Owned(part.to_owned()),
+    }
+}
+
+/// Add `piece` to the end of `to`, copying only when both hold something.
+fn append<'a>(to: &mut Cow<'a, str>, piece: Cow<'a, str>) {
+    if piece.is_empty() {
+    } else if to.is_empty() {
+        *to = piece;
+    } else {
+        to.to_mut().push_str(&piece);
+    }
+}
+
+/// `text` without leading and trailing whitespace, still borrowed if it was.
+fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+    }
+}
+
+/// End the run of escaped text: trimmed, it joins the field's text.
+fn flush<'a>(run: &mut Cow<'a, str>, text: &mut Cow<'a, str>) {
+    append(text, trimmed(std::mem::take(run)));
+}
+
 /// Parse `<xml>…</xml>` into its top-level leaf fields.
 ///
 /// A field's text is its runs of escaped text, each trimmed, and its CDATA sections, kept as
 /// they are, in document order. The reader delivers an entity reference (`&amp;`, `&#x4E2D;`)
 /// as an event of its own between two pieces of text, so the pieces of one run are joined
 /// first and trimmed as a whole: trimming each piece would eat the spaces around `&amp;`.
-pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
+pub fn parse_fields(input: &str) -> Result<Fields<'_>, XmlError> {
     let mut reader = Reader::from_str(input);
     let mut fields = Fields::default();
-    // Stack of open element names; depth 1 is <xml>, depth 2 its fields.
-    let mut stack: Vec<String> = Vec::new();
+    // How deep the reader is: 1 inside <xml>, 2 inside one of its fields; and that field's
+    // name (quick-xml checks that each end tag closes the element it should).
+    let mut depth = 0usize;
+    let mut field: Cow<'_, str> = Cow::Borrowed("");
     // The current field's text so far, and the run of escaped text not yet added to it.
-    let mut text = String::new();
-    let mut run = String::new();
+    let mut text: Cow<'_, str> = Cow::Borrowed("");
+    let mut run: Cow<'_, str> = Cow::Borrowed("");
     let mut saw_root = false;
-    let flush = |run: &mut String, text: &mut String| {
-        text.push_str(run.trim());
-        run.clear();
-    };
     loop {
         let ev = reader
             .read_event()
             .map_err(|e| XmlError::Malformed(e.to_string()))?;
         match ev {
             Event::Start(e) => {
-                let name = e.name().as_ref().to_owned();
-                if stack.is_empty() {
+                let name = e.name();
+                let name: &str = name.as_ref();
+                if depth == 0 {
                     if saw_root || name != "xml" {
                         return Err(XmlError::NoRoot);
                     }
                     saw_root = true;
                 }
-                stack.push(name);
-                if stack.len() > MAX_DEPTH {
+                depth += 1;
+                if depth > MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                text.clear();
-                run.clear();
+                if depth == 2 {
+                    field = from_input(input, name);
+                }
+                text = Cow::Borrowed("");
+                run = Cow::Borrowed("");
             }
             Event::Empty(e) => {
-                let name = e.name().as_ref().to_owned();
-                if stack.is_empty() {
+                if depth == 0 {
                     return Err(XmlError::NoRoot);
                 }
-                if stack.len() == 1 {
-                    fields.0.push((name, String::new()));
+                if depth == 1 {
+                    let name = e.name();
+                    fields
+                        .0
+                        .push((from_input(input, name.as_ref()), Cow::Borrowed("")));
                 }
             }
             Event::Text(t) => {
-                if stack.len() == 2 {
-                    run.push_str(&t.xml10_content());
-                } else if stack.is_empty() && !t.trim().is_empty() {
+                if depth == 2 {
+                    append(&mut run, t.xml10_content());
+                } else if depth == 0 && !t.trim().is_empty() {
                     return Err(XmlError::Malformed("text outside the root element".into()));
                 }
             }
             Event::GeneralRef(r) => {
-                if stack.is_empty() {
+                if depth == 0 {
                     return Err(XmlError::Malformed("text outside the root element".into()));
                 }
                 // Resolved even where unused, so an undefined entity is refused anywhere.
@@ -126,23 +179,25 @@ pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
                         .ok_or_else(|| XmlError::Malformed(format!("undefined entity &{};", &*r)))?
                         .to_string(),
                 };
-                if stack.len() == 2 {
-                    run.push_str(&resolved);
+                if depth == 2 {
+                    append(&mut run, Cow::Owned(resolved));
                 }
             }
             Event::CData(c) => {
-                if stack.len() == 2 {
+                if depth == 2 {
                     flush(&mut run, &mut text);
-                    text.push_str(&c.into_inner());
+                    append(&mut text, c.into_inner());
                 }
             }
             Event::End(_) => {
-                let name = stack
-                    .pop()
+                depth = depth
+                    .checked_sub(1)
                     .ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
-                if stack.len() == 1 {
+                if depth == 1 {
                     flush(&mut run, &mut text);
-                    fields.0.push((name, std::mem::take(&mut text)));
+                    fields
+                        .0
+                        .push((std::mem::take(&mut field), std::mem::take(&mut text)));
                 }
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
@@ -153,28 +208,28 @@ pub fn parse_fields(input: &str) -> Result<Fields, XmlError> {
     if !saw_root {
         return Err(XmlError::NoRoot);
     }
-    if !stack.is_empty() {
+    if depth != 0 {
         return Err(XmlError::Malformed("unclosed element".into()));
     }
     Ok(fields)
 }
 
-/// The outer XML of an encrypted callback.
+/// The outer XML of an encrypted callback, borrowed from the body it was read from.
 #[derive(Debug, Clone)]
-pub struct Envelope {
-    pub to_user: Option<String>,
-    pub encrypt: String,
-    pub agent_id: Option<String>,
+pub struct Envelope<'a> {
+    pub to_user: Option<Cow<'a, str>>,
+    pub encrypt: Cow<'a, str>,
+    pub agent_id: Option<Cow<'a, str>>,
     /// All fields, for compatible mode where plain fields sit beside `Encrypt`.
-    pub fields: Fields,
+    pub fields: Fields<'a>,
 }
 
-pub fn parse_envelope(input: &str) -> Result<Envelope, XmlError> {
+pub fn parse_envelope(input: &str) -> Result<Envelope<'_>, XmlError> {
     let fields = parse_fields(input)?;
     Ok(Envelope {
-        to_user: fields.take("ToUserName"),
-        encrypt: fields.require("Encrypt")?,
-        agent_id: fields.take("AgentID"),
+        to_user: fields.cow("ToUserName"),
+        encrypt: fields.cow("Encrypt").ok_or(XmlError::Missing("Encrypt"))?,
+        agent_id: fields.cow("AgentID"),
         fields,
     })
 }

@@ -214,7 +214,7 @@ pub fn count_login_failure(state: &AppState, reason: &str) {
         .metrics
         .console_login_failures
         .get_or_create(&ReasonLabel {
-            reason: reason.to_owned(),
+            reason: reason.to_owned().into(),
         })
         .inc();
 }
