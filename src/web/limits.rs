@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,8 +19,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::AppState;
 
-/// The middleware: wrap the body in its deadline, run the request within its own.
-pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Wrap the body in its deadline, run the request within its own (called by the one
+/// middleware, [`super::track`], so that a request passes one layer, not two).
+pub(super) async fn limit(state: &AppState, req: Request, next: Next) -> Response {
     let limits = state.config.server;
     let cut = Arc::new(AtomicBool::new(false));
     // Shared, not copied: only a refusal logs it.

@@ -83,7 +83,7 @@ pub struct MpChannel {
     pub crypt: Option<MsgCrypt>,
 }
 
-/// Every route, within the request limits of [`limits`], counted and timed by [`track`].
+/// Every route, counted, timed and held to the request limits of [`limits`] by [`track`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(callback::router())
@@ -91,19 +91,19 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(tickets::router())
         .merge(console::router(state.clone()))
-        .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
-/// Count every request by route and outcome and time it.
+/// The one middleware: run every request within its time limits ([`limits::limit`]), and
+/// count it by route and outcome and time it.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route: Cow<'static, str> = match req.extensions().get::<MatchedPath>() {
         Some(p) => p.as_str().to_owned().into(),
         None => "unmatched".into(),
     };
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let resp = limits::limit(&state, req, next).await;
     let outcome = match resp.status().as_u16() {
         200..=299 => "ok",
         400..=499 => "rejected",
