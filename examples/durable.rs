@@ -14,9 +14,10 @@
 //! sender does not repeat, and the row holds the body as received; what it costs is HTTP, the
 //! hand-off to the writer and back, and the durable commit. `intake` adds the least an
 //! Official Account safe-mode intake must do on top, written directly on the same crates as
-//! kefu (RustCrypto, base64, quick-xml) with nothing borrowed from kefu: both signatures
-//! checked in constant time, the envelope's `Encrypt` found, base64-decoded, AES-256-CBC
-//! decrypted and its layout and AppID checked, the message's XML parsed for the fields a
+//! kefu (RustCrypto, base64, quick-xml) with nothing borrowed from kefu: the timestamp's
+//! freshness and both signatures checked (in constant time), the envelope's `Encrypt` found,
+//! base64-decoded, AES-256-CBC decrypted and its padding, length and AppID checked, the
+//! message's XML (root `<xml>`, no DOCTYPE, well formed) parsed for the fields a
 //! shop needs to find it again (MsgId, MsgType, FromUserName, ToUserName, CreateTime), and a
 //! row keyed by MsgId holding those and the decrypted XML. It is the floor under kefu's image
 //! path: what is left between the two is kefu's own arrangement, not the work.
@@ -219,6 +220,14 @@ fn read_message(
             .unwrap_or("")
     };
     let (ts, nonce) = (param("timestamp"), param("nonce"));
+    // Fresh within the window kefu is run with in the load test (an hour).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match ts.parse::<i64>() {
+        Ok(t) if (now - t).abs() <= 3600 => {}
+        _ => return Err("stale or bad timestamp"),
+    }
     if !sha1_hex_matches(&mut [TOKEN, ts, nonce], param("signature")) {
         return Err("bad signature");
     }
@@ -237,7 +246,12 @@ fn read_message(
         .decrypt_padded::<NoPadding>(&mut buf)
         .map_err(|_| "bad ciphertext length")?;
     let pad = *plain.last().ok_or("empty")? as usize;
-    if !(1..=32).contains(&pad) || pad > plain.len() {
+    if !(1..=32).contains(&pad)
+        || pad > plain.len()
+        || plain[plain.len() - pad..]
+            .iter()
+            .any(|b| *b as usize != pad)
+    {
         return Err("bad padding");
     }
     let plain = &plain[..plain.len() - pad];
@@ -275,20 +289,26 @@ fn read_message(
     Ok((format!("msg:{msg_id}"), message))
 }
 
-/// The text (CDATA or plain) of each of `<xml>`'s children named in `names`, borrowed from
-/// `xml`, in one pass; `None` for a missing one or one with entity references.
+/// The text (one CDATA section, or one run of plain text, trimmed) of each of `<xml>`'s
+/// children named in `names`, borrowed from `xml`, in one pass. All `None` when the XML is
+/// malformed, its root is not `<xml>` or it declares a DOCTYPE; `None` for a missing field or
+/// one whose text has an entity reference (kefu resolves those; none of the load's have one).
 fn fields<'a, const N: usize>(xml: &'a str, names: [&str; N]) -> [Option<&'a str>; N] {
     let mut out = [None; N];
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut depth = 0usize;
     let mut at: Option<usize> = None;
+    let mut entity = [false; N];
     let borrowed = |c: std::borrow::Cow<'a, str>| match c {
-        std::borrow::Cow::Borrowed(b) => Some(b),
+        std::borrow::Cow::Borrowed(b) => Some(b.trim()),
         std::borrow::Cow::Owned(_) => None,
     };
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) => {
+                if depth == 0 && e.name().as_ref() != "xml" {
+                    return [None; N];
+                }
                 depth += 1;
                 at = (depth == 2)
                     .then(|| names.iter().position(|n| e.name().as_ref() == *n))
@@ -305,13 +325,32 @@ fn fields<'a, const N: usize>(xml: &'a str, names: [&str; N]) -> [Option<&'a str
             }
             Ok(Event::Text(t)) => {
                 if let Some(i) = at {
-                    out[i] = borrowed(t.into_inner());
+                    // Whitespace around a CDATA section is not the field's text.
+                    match borrowed(t.into_inner()) {
+                        Some("") => {
+                            out[i].get_or_insert("");
+                        }
+                        Some(text) => out[i] = Some(text),
+                        None => entity[i] = true,
+                    }
                 }
             }
-            Ok(Event::Eof) | Err(_) => return out,
+            Ok(Event::GeneralRef(_)) => {
+                if let Some(i) = at {
+                    entity[i] = true;
+                }
+            }
+            Ok(Event::Eof) => break,
+            Ok(Event::DocType(_)) | Err(_) => return [None; N],
             Ok(_) => {}
         }
     }
+    for (o, e) in out.iter_mut().zip(entity) {
+        if e {
+            *o = None;
+        }
+    }
+    out
 }
 
 /// Take what is queued (up to [`MAX_BATCH`]), store it in one transaction, answer each job
