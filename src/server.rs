@@ -20,7 +20,7 @@ use crate::intent::SharedClassifier;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tickets::TicketService;
-use crate::web::{router, AppState, MpChannel, Services};
+use crate::web::{App, AppState, MpChannel, Services};
 use crate::wecom::api::{RetryPolicy, WecomClient};
 
 /// Load the reply library, connect the store and wire the services into the application
@@ -187,7 +187,7 @@ async fn serve_with_workers(
         shutdown.await;
         feed.close();
     };
-    let open = connections::accept_until(listener, router(state), &limits, shutdown).await;
+    let open = connections::accept_until(listener, App::new(state), &limits, shutdown).await;
 
     let deadline = tokio::time::Instant::now() + limits.shutdown_timeout;
     let reserve = (limits.shutdown_timeout / 5).min(Duration::from_secs(1));

@@ -4,23 +4,22 @@
 //! each open one finishes the request in hand, and whatever is left is closed when the
 //! shutdown's time is up.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
 
 use crate::config::ServerLimits;
+use crate::web::App;
 
 /// Where the server is in its life; every connection watches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +60,7 @@ impl Connections {
 /// accepting (the listener is closed) and ask every connection to finish.
 pub(super) async fn accept_until(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: &ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Connections {
@@ -128,15 +127,15 @@ async fn accept_failed(e: std::io::Error) {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     header_read_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
     _permit: OwnedSemaphorePermit,
 ) {
-    // The peer address is what the console's login rate limit counts per client.
-    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req.map(Body::new))
+    // The peer address is what the console's login rate limit counts per client (see App).
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.serve(req.map(Body::new), peer).await) }
     });
     let mut builder = http1::Builder::new();
     builder

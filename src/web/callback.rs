@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{RawQuery, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,6 +35,42 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// A callback route's POST (a message), for [`super::App`]'s direct way in.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Post {
+    Wecom,
+    Mp,
+}
+
+impl Post {
+    /// The callback route at `path`, matched as the router matches it.
+    pub(super) fn at(path: &str) -> Option<Post> {
+        match path {
+            WECOM_ROUTE => Some(Post::Wecom),
+            MP_ROUTE => Some(Post::Mp),
+            _ => None,
+        }
+    }
+
+    /// The route, as the router names it in metrics and logs.
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Post::Wecom => WECOM_ROUTE,
+            Post::Mp => MP_ROUTE,
+        }
+    }
+
+    /// What the router's handler for this POST does, for the same request.
+    pub(super) async fn handle(self, state: &AppState, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let raw = parts.uri.query();
+        match self {
+            Post::Wecom => wecom_message_for(state, raw, &parts.headers, body).await,
+            Post::Mp => mp_message_for(state, raw, &parts.headers, body).await,
+        }
+    }
+}
+
 /// The query parameters WeCom and WeChat send, borrowed from the query string where they
 /// need no decoding (signatures, timestamps and nonces never do).
 #[derive(Debug, Default)]
@@ -53,7 +89,20 @@ impl<'q> CallbackQuery<'q> {
     /// becomes U+FFFD, which no signature check then accepts.
     fn parse(raw: Option<&'q str>) -> Self {
         let mut q = CallbackQuery::default();
-        for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        for pair in raw.unwrap_or("").split('&') {
+            // Form-decoded only where there is something to decode (a verification's echostr;
+            // a message's query never has any): any other pair decodes to itself.
+            let (k, v): (Cow<'q, str>, Cow<'q, str>) = if pair.contains(['%', '+']) {
+                match form_urlencoded::parse(pair.as_bytes()).next() {
+                    Some(decoded) => decoded,
+                    None => continue,
+                }
+            } else if pair.is_empty() {
+                continue;
+            } else {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k.into(), v.into())
+            };
             let slot = match k.as_ref() {
                 "msg_signature" => &mut q.msg_signature,
                 "signature" => &mut q.signature,
@@ -194,13 +243,22 @@ async fn wecom_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let outcome = wecom_message_inner(&state, raw, &headers, body).await;
-    answer(&state, WECOM_ROUTE, outcome)
+    wecom_message_for(&state, raw.as_deref(), &headers, body).await
+}
+
+async fn wecom_message_for(
+    state: &AppState,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let outcome = wecom_message_inner(state, raw, headers, body).await;
+    answer(state, WECOM_ROUTE, outcome)
 }
 
 async fn wecom_message_inner(
     state: &AppState,
-    raw: Option<String>,
+    raw: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, WebError> {
@@ -208,7 +266,7 @@ async fn wecom_message_inner(
         .wecom_crypt
         .clone()
         .ok_or(WebError::ChannelNotConfigured)?;
-    let q = CallbackQuery::parse(raw.as_deref());
+    let q = CallbackQuery::parse(raw);
     let sig = CallbackQuery::need(&q.msg_signature)?;
     let ts = CallbackQuery::need(&q.timestamp)?;
     let nonce = CallbackQuery::need(&q.nonce)?;
@@ -264,18 +322,27 @@ async fn mp_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let outcome = mp_message_inner(&state, raw, &headers, body).await;
-    answer(&state, MP_ROUTE, outcome)
+    mp_message_for(&state, raw.as_deref(), &headers, body).await
+}
+
+async fn mp_message_for(
+    state: &AppState,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let outcome = mp_message_inner(state, raw, headers, body).await;
+    answer(state, MP_ROUTE, outcome)
 }
 
 async fn mp_message_inner(
     state: &AppState,
-    raw: Option<String>,
+    raw: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, WebError> {
     let mp = state.mp.clone().ok_or(WebError::ChannelNotConfigured)?;
-    let q = CallbackQuery::parse(raw.as_deref());
+    let q = CallbackQuery::parse(raw);
     let ts = CallbackQuery::need(&q.timestamp)?;
     let nonce = CallbackQuery::need(&q.nonce)?;
     check_timestamp(state, ts)?;
@@ -341,4 +408,43 @@ async fn mp_message_inner(
         }
         None => xml_response(reply_xml),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallbackQuery;
+
+    /// The query reads as form decoding reads it, whether or not a pair needs decoding.
+    #[test]
+    fn query_pairs_read_as_form_decoding_reads_them() {
+        let raw = "timestamp=1409304348&nonce=xxxxxx&&msg_signature=477715d1&openid=o-x_1\
+                   &echostr=P9nAzCzyDtyTWESHep1vC5X9xho%2F%2BqBbn+2W&time%73tamp=7&nonce&x=%ZZ";
+        let q = CallbackQuery::parse(Some(raw));
+        // The last of a repeated name counts, however it was spelled.
+        assert_eq!(q.timestamp.as_deref(), Some("7"));
+        // A name without `=` has an empty value.
+        assert_eq!(q.nonce.as_deref(), Some(""));
+        assert_eq!(q.msg_signature.as_deref(), Some("477715d1"));
+        assert_eq!(
+            q.echostr.as_deref(),
+            Some("P9nAzCzyDtyTWESHep1vC5X9xho/+qBbn 2W")
+        );
+        assert_eq!(q.signature, None);
+        // The same as form decoding, pair by pair, for every parameter kefu reads.
+        let mut expected = CallbackQuery::default();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            match k.as_ref() {
+                "timestamp" => expected.timestamp = Some(v),
+                "nonce" => expected.nonce = Some(v),
+                "msg_signature" => expected.msg_signature = Some(v),
+                "echostr" => expected.echostr = Some(v),
+                _ => {}
+            }
+        }
+        assert_eq!(format!("{q:?}"), format!("{expected:?}"));
+        assert_eq!(
+            format!("{:?}", CallbackQuery::parse(None)),
+            format!("{:?}", CallbackQuery::default())
+        );
+    }
 }

@@ -10,41 +10,49 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::AppState;
 
-/// Wrap the body in its deadline, run the request within its own (called by the one
-/// middleware, [`super::track`], so that a request passes one layer, not two).
-pub(super) async fn limit(state: &AppState, req: Request, next: Next) -> Response {
+/// Wrap the body in its deadline, run the request (`run`) within its own, both counted from
+/// `started` (when the request was taken in); `route` names it in the warnings. Called by
+/// [`super::measure`], so that a request passes one layer, not two.
+pub(super) async fn limit<F, Fut>(
+    state: &AppState,
+    route: &str,
+    started: std::time::Instant,
+    req: Request,
+    run: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let limits = state.config.server;
+    let started = Instant::from_std(started);
     let cut = Arc::new(AtomicBool::new(false));
-    // Shared, not copied: only a refusal logs it.
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = || matched.as_ref().map(MatchedPath::as_str);
     let req = req.map(|body| {
         if body.is_end_stream() {
             body
         } else {
             Body::new(DeadlineBody {
                 inner: body,
-                due: Instant::now() + limits.body_read_timeout,
+                due: started + limits.body_read_timeout,
                 deadline: None,
                 cut: cut.clone(),
             })
         }
     });
-    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+    match tokio::time::timeout_at(started + limits.request_timeout, run(req)).await {
         // Whatever the handler made of a body that stopped short (a 400, a 413), the client
         // was too slow: say so, and do not read what it may still send.
         Ok(_) if cut.load(Ordering::Relaxed) => {
             tracing::warn!(
-                route = route(),
+                route,
                 "request body not received in time; connection closed"
             );
             (
@@ -56,7 +64,7 @@ pub(super) async fn limit(state: &AppState, req: Request, next: Next) -> Respons
         }
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(route = route(), "request not answered in time");
+            tracing::warn!(route, "request not answered in time");
             (StatusCode::SERVICE_UNAVAILABLE, "request_timeout").into_response()
         }
     }

@@ -553,6 +553,32 @@ async fn health_readiness_and_metrics(db: Db) {
         m.contains("kefu_http_request_duration_seconds_bucket{le="),
         "{m}"
     );
+    // A POST goes to its handler directly, any other method through the router: both are
+    // counted under the one route.
+    let r = app
+        .http
+        .put(app.url("/wecom/callback"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_http_requests_total{route=\"/wecom/callback\",outcome=\"rejected\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "kefu_http_request_duration_seconds_count{route=\"/wecom/callback\"}"
+        ),
+        2.0,
+        "{m}"
+    );
     assert_eq!(
         metric(
             &m,
