@@ -418,7 +418,8 @@ mod tests {
     #[test]
     fn query_pairs_read_as_form_decoding_reads_them() {
         let raw = "timestamp=1409304348&nonce=xxxxxx&&msg_signature=477715d1&openid=o-x_1\
-                   &echostr=P9nAzCzyDtyTWESHep1vC5X9xho%2F%2BqBbn+2W&time%73tamp=7&nonce&x=%ZZ";
+                   &echostr=P9nAzCzyDtyTWESHep1vC5X9xho%2F%2BqBbn+2W&time%73tamp=7&nonce&x=%ZZ\
+                   &signature=ab%ZZ+c%e4%b8&encrypt_type=aes";
         let q = CallbackQuery::parse(Some(raw));
         // The last of a repeated name counts, however it was spelled.
         assert_eq!(q.timestamp.as_deref(), Some("7"));
@@ -429,7 +430,9 @@ mod tests {
             q.echostr.as_deref(),
             Some("P9nAzCzyDtyTWESHep1vC5X9xho/+qBbn 2W")
         );
-        assert_eq!(q.signature, None);
+        // An invalid escape stays as it is, a cut UTF-8 sequence becomes U+FFFD.
+        assert_eq!(q.signature.as_deref(), Some("ab%ZZ c\u{fffd}"));
+        assert_eq!(q.encrypt_type.as_deref(), Some("aes"));
         // The same as form decoding, pair by pair, for every parameter kefu reads.
         let mut expected = CallbackQuery::default();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
@@ -438,6 +441,8 @@ mod tests {
                 "nonce" => expected.nonce = Some(v),
                 "msg_signature" => expected.msg_signature = Some(v),
                 "echostr" => expected.echostr = Some(v),
+                "signature" => expected.signature = Some(v),
+                "encrypt_type" => expected.encrypt_type = Some(v),
                 _ => {}
             }
         }

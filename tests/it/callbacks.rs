@@ -553,8 +553,8 @@ async fn health_readiness_and_metrics(db: Db) {
         m.contains("kefu_http_request_duration_seconds_bucket{le="),
         "{m}"
     );
-    // A POST goes to its handler directly, any other method through the router: both are
-    // counted under the one route.
+    // A POST takes the direct way in to its handler, any other method the router's: both
+    // count under the one route, as when every request went through the router.
     let r = app
         .http
         .put(app.url("/wecom/callback"))
