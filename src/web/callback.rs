@@ -27,11 +27,19 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             WECOM_ROUTE,
-            get(wecom_verify).post(wecom_message).fallback(wrong_method),
+            get(wecom_verify)
+                .post(|State(state): State<AppState>, req: Request| async move {
+                    Post::Wecom.handle(&state, req).await
+                })
+                .fallback(wrong_method),
         )
         .route(
             MP_ROUTE,
-            get(mp_verify).post(mp_message).fallback(wrong_method),
+            get(mp_verify)
+                .post(|State(state): State<AppState>, req: Request| async move {
+                    Post::Mp.handle(&state, req).await
+                })
+                .fallback(wrong_method),
         )
 }
 
@@ -60,14 +68,16 @@ impl Post {
         }
     }
 
-    /// What the router's handler for this POST does, for the same request.
+    /// Take in the message, or refuse it (logged and counted): the handler of this POST on
+    /// both ways in.
     pub(super) async fn handle(self, state: &AppState, req: Request) -> Response {
         let (parts, body) = req.into_parts();
         let raw = parts.uri.query();
-        match self {
-            Post::Wecom => wecom_message_for(state, raw, &parts.headers, body).await,
-            Post::Mp => mp_message_for(state, raw, &parts.headers, body).await,
-        }
+        let outcome = match self {
+            Post::Wecom => wecom_message(state, raw, &parts.headers, body).await,
+            Post::Mp => mp_message(state, raw, &parts.headers, body).await,
+        };
+        answer(state, self.path(), outcome)
     }
 }
 
@@ -238,25 +248,6 @@ fn wecom_verify_inner(state: &AppState, raw: Option<String>) -> Result<Response,
 }
 
 async fn wecom_message(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    wecom_message_for(&state, raw.as_deref(), &headers, body).await
-}
-
-async fn wecom_message_for(
-    state: &AppState,
-    raw: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
-    let outcome = wecom_message_inner(state, raw, headers, body).await;
-    answer(state, WECOM_ROUTE, outcome)
-}
-
-async fn wecom_message_inner(
     state: &AppState,
     raw: Option<&str>,
     headers: &HeaderMap,
@@ -317,25 +308,6 @@ fn check_plain_signature(token: &str, sig: &str, ts: &str, nonce: &str) -> Resul
 }
 
 async fn mp_message(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    mp_message_for(&state, raw.as_deref(), &headers, body).await
-}
-
-async fn mp_message_for(
-    state: &AppState,
-    raw: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
-    let outcome = mp_message_inner(state, raw, headers, body).await;
-    answer(state, MP_ROUTE, outcome)
-}
-
-async fn mp_message_inner(
     state: &AppState,
     raw: Option<&str>,
     headers: &HeaderMap,

@@ -19,8 +19,8 @@ use tokio::time::{Instant, Sleep};
 use super::AppState;
 
 /// Wrap the body in its deadline, run the request (`run`) within its own, both counted from
-/// `started` (when [`super::measure`] took the request in); `route` names it in the warnings. Called by
-/// [`super::measure`], so that a request passes one layer, not two.
+/// `started`, when [`super::measure`] took the request in; `route` names it in the warnings.
+/// Called by `measure`, so that a request passes one layer, not two.
 pub(super) async fn limit<F, Fut>(
     state: &AppState,
     route: &str,
