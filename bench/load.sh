@@ -32,6 +32,12 @@ N=$(( DUR * 120000 ))
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 TICK=$(getconf CLK_TCK)
+settle() {  # write back what earlier runs and the request files left dirty, before measuring
+  # (without it, a run could share the disk with the last one's writeback: the same build then
+  # moved by up to a third between runs)
+  sync
+  sleep 1
+}
 cpu_ticks() {  # cpu_ticks PID: user + system time of the process so far, in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
@@ -55,6 +61,7 @@ run_hello() {  # run_hello CONNS
   sleep 0.5
   echo "== baseline: axum hello world, $1 connections"
   local t0
+  settle
   t0=$(cpu_ticks $HELLO)
   wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua http://127.0.0.1:18081 | tee "$OUT/hello-$1.txt"
   record hello "$1" "$OUT/hello-$1.txt" $(( $(cpu_ticks $HELLO) - t0 ))
@@ -69,6 +76,7 @@ run_durable() {  # run_durable CONNS [intake]
   sleep 0.5
   echo "== baseline: $label (one SQLite writer, WAL, synchronous=FULL), $1 connections"
   local t0
+  settle
   t0=$(cpu_ticks $DURABLE)
   KEFU_LOAD_FILE="$file" wrk -t$THREADS -c"$1" -d"${DUR}s" --latency -s bench/replay.lua \
     http://127.0.0.1:18083 | tee "$OUT/$label-$1.txt"
@@ -84,6 +92,7 @@ run_kefu() {  # run_kefu LABEL REQUEST_FILE CONNS
   for _ in $(seq 50); do curl -sf http://127.0.0.1:18082/readyz >/dev/null && break; sleep 0.1; done
   echo "== kefu: POST /wechat/callback, $1, $3 connections (safe mode, SQLite synchronous=FULL)"
   local t0
+  settle
   t0=$(cpu_ticks $KEFU)
   KEFU_LOAD_FILE="$2" wrk -t$THREADS -c"$3" -d"${DUR}s" --latency -s bench/replay.lua \
     http://127.0.0.1:18082 | tee "$OUT/kefu-$1-$3.txt"
