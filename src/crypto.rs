@@ -123,14 +123,17 @@ fn sha1_hex(parts: &[&str]) -> [u8; 40] {
 /// does), compared in constant time; nothing is allocated, as every callback checks one or two.
 pub fn signature_of_matches<const N: usize>(mut parts: [&str; N], received: &str) -> bool {
     parts.sort_unstable();
-    let expected = sha1_hex(&parts);
-    expected.len() == received.len() && bool::from(expected.ct_eq(received.as_bytes()))
+    bytes_match(&sha1_hex(&parts), received.as_bytes())
 }
 
 /// Compare a received signature with the expected one without leaking, through timing, how
 /// many leading characters matched.
 pub fn signature_matches(expected: &str, received: &str) -> bool {
-    expected.len() == received.len() && bool::from(expected.as_bytes().ct_eq(received.as_bytes()))
+    bytes_match(expected.as_bytes(), received.as_bytes())
+}
+
+fn bytes_match(expected: &[u8], received: &[u8]) -> bool {
+    expected.len() == received.len() && bool::from(expected.ct_eq(received))
 }
 
 /// One configured channel's crypto: its token, AES key and receive id (CorpID or AppID).

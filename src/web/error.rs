@@ -18,8 +18,6 @@ use crate::wecom::XmlError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebError {
     // ------------------------------------------------ callbacks: plain-text reason bodies
-    /// 400 `bad_query`: the query string is not form-encoded.
-    BadQuery,
     /// 400 `missing_param`: a required query parameter is absent or empty.
     MissingParam,
     /// 400 `bad_timestamp`: `timestamp` is not a number.
@@ -100,7 +98,7 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         use WebError::*;
         match self {
-            BadQuery | MissingParam | BadTimestamp | BodyNotUtf8 | EncryptTypeMismatch | Xml(_) => {
+            MissingParam | BadTimestamp | BodyNotUtf8 | EncryptTypeMismatch | Xml(_) => {
                 StatusCode::BAD_REQUEST
             }
             StaleTimestamp | Replayed | Forbidden(_) | CsrfRejected | CrossSite => {
@@ -130,7 +128,6 @@ impl WebError {
     pub fn reason(&self) -> &'static str {
         use WebError::*;
         match self {
-            BadQuery => "bad_query",
             MissingParam => "missing_param",
             BadTimestamp => "bad_timestamp",
             StaleTimestamp => "stale_timestamp",
