@@ -29,6 +29,49 @@ pub(super) struct QuestionDoc {
     pub(super) weight: f32,
 }
 
+/// The sample questions as ranking reads them: one small entry each, and all their token ids
+/// in one array, so that comparing a message with its candidates walks little memory.
+#[derive(Default)]
+pub(super) struct Questions {
+    pub(super) entries: Vec<QuestionEntry>,
+    /// Every question's token ids, question after question (each one's sorted and unique).
+    pub(super) tokens: Vec<u32>,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct QuestionEntry {
+    pub(super) reply: u32,
+    /// The question's token ids: `tokens[start..end]` of [`Questions`].
+    pub(super) start: u32,
+    pub(super) end: u32,
+    /// The length of its IDF-weighted token set: `sqrt(weight)`, at least 1e-6.
+    pub(super) norm: f32,
+}
+
+impl Questions {
+    fn pack(questions: Vec<QuestionDoc>) -> Questions {
+        let mut packed = Questions::default();
+        for q in questions {
+            let start = packed.tokens.len() as u32;
+            packed.tokens.extend_from_slice(&q.tokens);
+            packed.entries.push(QuestionEntry {
+                reply: q.reply,
+                start,
+                end: packed.tokens.len() as u32,
+                norm: q.weight.sqrt().max(1e-6),
+            });
+        }
+        packed
+    }
+
+    /// Question `qi`'s entry and token ids.
+    pub(super) fn get(&self, qi: usize) -> Option<(&QuestionEntry, &[u32])> {
+        let e = self.entries.get(qi)?;
+        let tokens = self.tokens.get(e.start as usize..e.end as usize)?;
+        Some((e, tokens))
+    }
+}
+
 /// Where a tantivy document points: a sample question, or a reply's title/keyword/answer doc.
 #[derive(Clone, Copy)]
 pub(super) enum DocTarget {
@@ -231,13 +274,15 @@ impl Classifier {
                 *slot = Some(ri);
             }
         }
+        let idf_squared = idf.iter().map(|w| w.powi(2)).collect();
         Ok(Classifier {
             library,
             retrieval,
             docs,
-            questions,
+            questions: Questions::pack(questions),
             vocab,
             idf,
+            idf_squared,
             unseen_idf,
             postings,
             linear,

@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use crate::library::{Library, Reply};
 use crate::taxonomy;
-use build::{DocTarget, QuestionDoc};
+use build::DocTarget;
 pub use shared::{LoadReport, ReloadError, SharedClassifier};
 
 /// Confidence thresholds (config `[classifier]`).
@@ -108,12 +108,14 @@ pub struct Classifier {
     /// Per segment, per document id: what the document is. Read once at build time so a
     /// query never opens a fast-field column.
     docs: Vec<Vec<DocTarget>>,
-    questions: Vec<QuestionDoc>,
+    questions: build::Questions,
     /// Token text -> id; ids index `idf` and `postings`.
     vocab: build::Vocab,
     /// Intent-level IDF: a token used by every intent (的, 怎么, 我想) weighs nothing, one
     /// used by two intents (退货) weighs a lot.
     idf: Vec<f32>,
+    /// Per token id: its IDF squared (a shared token's weight in a cosine's numerator).
+    idf_squared: Vec<f32>,
     /// IDF given to tokens the library never uses: they pull similarity down, which is what
     /// makes off-topic messages `unknown`.
     unseen_idf: f32,
@@ -236,8 +238,18 @@ impl Classifier {
         };
         // In-scope intents, most probable first; the out-of-scope class is the last one.
         let unknown_p = probs.get(self.intents.len()).copied().unwrap_or(0.0);
-        let mut order: Vec<usize> = (0..self.intents.len()).collect();
-        order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)));
+        let by_probability = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
+        // Suggestions read the intents in order; the verdict only needs the likeliest.
+        let mut order: Vec<usize> = if suggest {
+            let mut all: Vec<usize> = (0..self.intents.len()).collect();
+            all.sort_unstable_by(by_probability);
+            all
+        } else {
+            (0..self.intents.len())
+                .min_by(by_probability)
+                .into_iter()
+                .collect()
+        };
         // A message that is (all but) one of the library's sample questions gets that
         // question's reply, whatever the linear model makes of it: the shop wrote the question
         // for that reply, and may have added it a minute ago with few others like it.

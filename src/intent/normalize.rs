@@ -64,7 +64,10 @@ pub(super) fn phrases_of<'a>(
 const T2S: &str = "貨货們们請请問问嗎吗運运費费換换單单訂订發发號号碼码價价優优麼么個个還还這这裡里裏里沒没點点時时間间會会員员積积錢钱買买賣卖東东說说話话謝谢幫帮給给從从開开關关為为對对應应該该無无後后實实質质壞坏錯错預预購购團团與与戶户綁绑機机帳账賬账稅税專专聯联繫系係系線线塊块種种類类顏颜長长寬宽褲裤紅红藍蓝綠绿黃黄過过進进達达遞递郵邮區区裝装損损補补贈赠禮礼試试評评論论語语讓让護护膚肤藥药療疗電电腦脑氣气樣样麵面臺台處处經经據据認认識识證证驗验帶带兩两張张歡欢週周內内誤误額额頁页鏈链結结續续約约動动態态狀状況况尋寻態态辦办麼么嗨嗨紀纪録录錄录覺觉讀读寫写參参與与館馆劃划擇择則则邊边隻只雙双條条衝冲廠厂庫库؟?";
 
 fn t2s(c: char) -> char {
-    static MAP: OnceLock<std::collections::HashMap<char, char>> = OnceLock::new();
+    static MAP: OnceLock<rustc_hash::FxHashMap<char, char>> = OnceLock::new();
+    if c.is_ascii() {
+        return c;
+    }
     let map = MAP.get_or_init(|| {
         let chars: Vec<char> = T2S.chars().collect();
         chars

@@ -50,25 +50,6 @@ impl Classifier {
         }
     }
 
-    /// Sum of squared IDF over the tokens a sample question shares with the message: both
-    /// id lists are sorted and unique, so one merge walk finds them (added in the question's
-    /// order, as before).
-    fn shared_weight(&self, question: &[u32], known: &[u32]) -> f32 {
-        let mut sum = -0.0f32;
-        let mut k = 0;
-        for id in question {
-            while known.get(k).is_some_and(|x| x < id) {
-                k += 1;
-            }
-            match known.get(k) {
-                Some(x) if x == id => sum += self.idf[*id as usize].powi(2),
-                Some(_) => {}
-                None => break,
-            }
-        }
-        sum
-    }
-
     pub(super) fn rank(&self, q: &QueryTokens) -> Ranked {
         let mut ranked = Ranked::default();
         if q.texts.is_empty() {
@@ -90,6 +71,7 @@ impl Classifier {
             }
         };
         let top = self.retrieval.top(&selective, CANDIDATES);
+        let known = KnownIds::take_marked(&q.known, self.idf.len());
         let q_norm = q.weight.sqrt().max(1e-6);
 
         // reply -> best similarity to the message
@@ -107,20 +89,27 @@ impl Classifier {
                 // Title/keyword/answer document: a weaker, BM25-relative signal.
                 DocTarget::Reply(ri) => (ri as usize, 0.3 * bm25 / best_bm25),
                 DocTarget::Question(qi) => {
-                    let Some(qd) = self.questions.get(qi as usize) else {
+                    let Some((question, tokens)) = self.questions.get(qi as usize) else {
                         continue;
                     };
-                    let shared = self.shared_weight(&qd.tokens, &q.known);
+                    if question.reply == OUT_OF_SCOPE {
+                        continue;
+                    }
+                    // Sum of squared IDF over the tokens the question shares with the
+                    // message, in the question's order.
+                    let mut shared = -0.0f32;
+                    for id in tokens {
+                        if known.contains(*id) {
+                            shared += self.idf_squared.get(*id as usize).copied().unwrap_or(0.0);
+                        }
+                    }
                     let sim = if shared == 0.0 {
                         0.0
                     } else {
                         // Cosine of IDF-weighted token sets.
-                        shared / (q_norm * qd.weight.sqrt().max(1e-6))
+                        shared / (q_norm * question.norm)
                     };
-                    if qd.reply == OUT_OF_SCOPE {
-                        continue;
-                    }
-                    (qd.reply as usize, sim)
+                    (question.reply as usize, sim)
                 }
             };
             match reply_score.iter_mut().find(|(r, _)| *r == ri) {
@@ -129,7 +118,9 @@ impl Classifier {
                 None => reply_score.push((ri, sim)),
             }
         }
-        reply_score.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Each reply is listed once, so the order is total and an unstable sort gives it.
+        known.put_back();
+        reply_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         // Intent score: KNN_WEIGHT × its best reply's similarity (from `reply_score`), plus
         // (1 - KNN_WEIGHT) × the cosine with its centroid, everything the intent's replies say
@@ -170,6 +161,48 @@ impl Classifier {
         ranked.replies = reply_score;
         ranked.best = best;
         ranked
+    }
+}
+
+/// The message's known token ids, for membership tests that cost one read: an array over the
+/// vocabulary holding, for each id, the number of the last query that had it. Kept per thread
+/// between queries, so that none allocates or clears it.
+#[derive(Default)]
+struct KnownIds {
+    marks: Vec<u32>,
+    query: u32,
+}
+
+thread_local! {
+    static KNOWN: std::cell::RefCell<KnownIds> = std::cell::RefCell::new(KnownIds::default());
+}
+
+impl KnownIds {
+    /// This thread's array, marked with `known` (ids under `vocab`); give it back with
+    /// [`KnownIds::put_back`].
+    fn take_marked(known: &[u32], vocab: usize) -> KnownIds {
+        let mut k = KNOWN.take();
+        k.query = k.query.wrapping_add(1);
+        if k.marks.len() != vocab || k.query == 0 {
+            // A new vocabulary, or the query count wrapped: start again from nothing.
+            k.marks.clear();
+            k.marks.resize(vocab, 0);
+            k.query = 1;
+        }
+        for id in known {
+            if let Some(m) = k.marks.get_mut(*id as usize) {
+                *m = k.query;
+            }
+        }
+        k
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.marks.get(id as usize) == Some(&self.query)
+    }
+
+    fn put_back(self) {
+        KNOWN.set(self);
     }
 }
 

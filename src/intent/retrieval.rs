@@ -18,17 +18,19 @@ use tantivy::query::{Bm25StatisticsProvider, Bm25Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocSet, InvertedIndexReader, Searcher, Term, TERMINATED};
 
-/// A term's postings in one field as BM25 contributions: each (segment, document, boosted
-/// score), in the order tantivy's postings list them.
-type Contributions = Box<[(u32, u32, f32)]>;
-
-struct FieldIndex {
-    terms: rustc_hash::FxHashMap<String, Contributions>,
-}
+/// A term's postings in one field as BM25 contributions: each (document number, counted across
+/// the segments in order, and its boosted score), in the order tantivy's postings list them.
+type Contributions = Box<[(u32, f32)]>;
 
 pub(super) struct Retrieval {
-    fields: Vec<FieldIndex>,
-    max_docs: Vec<usize>,
+    /// Term text -> its contributions in each field, in the order of the fields (empty where
+    /// a field does not have the term): one look-up per token for all the fields.
+    terms: rustc_hash::FxHashMap<Box<str>, Box<[Contributions]>>,
+    fields: usize,
+    /// The number of each segment's first document, ascending.
+    segment_starts: Vec<u32>,
+    /// Documents in all the segments.
+    total_docs: usize,
 }
 
 /// BM25's IDF, as tantivy computes it: ln(1 + (N - n + 0.5) / (n + 0.5)).
@@ -37,13 +39,31 @@ fn idf(doc_freq: u64, total_docs: u64) -> f32 {
     (1.0 + x).ln()
 }
 
+/// Per-thread buffers of [`Retrieval::top`], kept between queries so that none allocates them.
+#[derive(Default)]
+struct Scratch {
+    /// Per document: its score so far. Zero between queries (a query resets what it touched).
+    scores: Vec<f32>,
+    /// The documents this query has given a score, in the order they first got one.
+    touched: Vec<u32>,
+    /// (score, document) of each touched document.
+    hits: Vec<(f32, u32)>,
+}
+
 impl Retrieval {
     /// Read every term of every field once and keep its contribution to each document's
     /// score: the index never changes after the build, so a query only adds them up.
     pub(super) fn new(searcher: &Searcher, fields: &[(Field, f32)]) -> tantivy::Result<Retrieval> {
         let total_docs = searcher.total_num_docs()?.max(1);
-        let mut out = Vec::with_capacity(fields.len());
-        for &(field, boost) in fields {
+        let mut segment_starts = Vec::new();
+        let mut next_start = 0u32;
+        for seg in searcher.segment_readers() {
+            segment_starts.push(next_start);
+            next_start = next_start.saturating_add(seg.max_doc());
+        }
+        let mut terms: rustc_hash::FxHashMap<Box<str>, Vec<Contributions>> =
+            rustc_hash::FxHashMap::default();
+        for (fi, &(field, boost)) in fields.iter().enumerate() {
             let avg = searcher.total_num_tokens(field)? as f32 / total_docs as f32;
             // BM25 weight of a term found in one document of the field; other terms' scores
             // are this one's scaled by their IDF (the length normalisation is the field's).
@@ -63,8 +83,6 @@ impl Retrieval {
                 postings.push(inv);
                 norms.push(seg.get_fieldnorms_reader(field)?);
             }
-            let mut terms = rustc_hash::FxHashMap::default();
-            terms.reserve(texts.len());
             let mut infos = Vec::with_capacity(postings.len());
             for text in texts {
                 let term = Term::from_field_text(field, &text);
@@ -82,94 +100,110 @@ impl Retrieval {
                 let mut contributions = Vec::with_capacity(doc_freq as usize);
                 for (seg, info) in infos.iter().enumerate() {
                     let Some(info) = info else { continue };
+                    let start = segment_starts.get(seg).copied().unwrap_or(0);
                     let mut docs = postings[seg]
                         .read_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
                     let mut doc = docs.doc();
                     while doc != TERMINATED {
                         let s = unit.score(norms[seg].fieldnorm_id(doc), docs.term_freq());
-                        contributions.push((seg as u32, doc, s * scale));
+                        contributions.push((start + doc, s * scale));
                         doc = docs.advance();
                     }
                 }
-                terms.insert(text, contributions.into_boxed_slice());
+                let per_field = terms.entry(text.into_boxed_str()).or_default();
+                per_field.resize_with(fields.len(), Default::default);
+                per_field[fi] = contributions.into_boxed_slice();
             }
-            out.push(FieldIndex { terms });
         }
-        let max_docs = searcher
-            .segment_readers()
-            .iter()
-            .map(|s| s.max_doc() as usize)
+        let terms = terms
+            .into_iter()
+            .map(|(t, mut per_field)| {
+                per_field.resize_with(fields.len(), Default::default);
+                (t, per_field.into_boxed_slice())
+            })
             .collect();
         Ok(Retrieval {
-            fields: out,
-            max_docs,
+            terms,
+            fields: fields.len(),
+            segment_starts,
+            total_docs: next_start as usize,
         })
     }
 
     /// The `limit` best documents for `tokens`, best first.
     pub(super) fn top(&self, tokens: &[&str], limit: usize) -> Vec<(f32, DocAddress)> {
         thread_local! {
-            /// Per segment, per document: its score so far. Zero between queries (a query
-            /// resets what it touched), so none allocates or clears the whole array.
-            static SCORES: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+            static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
         }
-        SCORES.with_borrow_mut(|scores| {
-            if scores.len() != self.max_docs.len()
-                || scores
-                    .iter()
-                    .zip(&self.max_docs)
-                    .any(|(s, n)| s.len() != *n)
-            {
-                *scores = self.max_docs.iter().map(|n| vec![0.0; *n]).collect();
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.scores.len() != self.total_docs {
+                scratch.scores = vec![0.0; self.total_docs];
             }
-            self.top_into(scores, tokens, limit)
+            self.top_into(scratch, tokens, limit)
         })
     }
 
     fn top_into(
         &self,
-        scores: &mut [Vec<f32>],
+        scratch: &mut Scratch,
         tokens: &[&str],
         limit: usize,
     ) -> Vec<(f32, DocAddress)> {
-        let mut touched: Vec<(u32, u32)> = Vec::new();
+        let Scratch {
+            scores,
+            touched,
+            hits,
+        } = scratch;
+        touched.clear();
+        hits.clear();
+        let found: Vec<&[Contributions]> = tokens
+            .iter()
+            .filter_map(|t| self.terms.get(*t).map(|per_field| &per_field[..]))
+            .collect();
         // Field by field, term by term, document by document: the order tantivy's boolean
         // query adds them in, so the sums are the same to the last bit.
-        for f in &self.fields {
-            for t in tokens {
-                let Some(contributions) = f.terms.get(*t) else {
+        for fi in 0..self.fields {
+            for per_field in &found {
+                let Some(contributions) = per_field.get(fi) else {
                     continue;
                 };
-                for &(seg, doc, c) in contributions.iter() {
-                    let Some(slot) = scores
-                        .get_mut(seg as usize)
-                        .and_then(|s| s.get_mut(doc as usize))
-                    else {
+                for &(doc, c) in contributions.iter() {
+                    let Some(slot) = scores.get_mut(doc as usize) else {
                         continue;
                     };
                     if *slot == 0.0 {
-                        touched.push((seg, doc));
+                        touched.push(doc);
                     }
                     *slot += c;
                 }
             }
         }
-        let mut hits: Vec<(f32, DocAddress)> = touched
-            .into_iter()
-            .map(|(seg, doc)| {
-                let slot = &mut scores[seg as usize][doc as usize];
-                (std::mem::take(slot), DocAddress::new(seg, doc))
-            })
-            .collect();
-        let by_rank = |a: &(f32, DocAddress), b: &(f32, DocAddress)| {
-            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1))
-        };
+        hits.extend(touched.iter().filter_map(|doc| {
+            scores
+                .get_mut(*doc as usize)
+                .map(|slot| (std::mem::take(slot), *doc))
+        }));
+        // Documents are numbered segment by segment, so their order is `DocAddress`'s.
+        let by_rank =
+            |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1));
         if hits.len() > limit {
             hits.select_nth_unstable_by(limit, by_rank);
             hits.truncate(limit);
         }
         hits.sort_unstable_by(by_rank);
-        hits
+        hits.iter()
+            .map(|&(score, doc)| (score, self.address(doc)))
+            .collect()
+    }
+
+    /// The segment and segment-local number of document `doc`.
+    fn address(&self, doc: u32) -> DocAddress {
+        let seg = self
+            .segment_starts
+            .partition_point(|start| *start <= doc)
+            .saturating_sub(1);
+        let start = self.segment_starts.get(seg).copied().unwrap_or(0);
+        DocAddress::new(seg as u32, doc - start)
     }
 }
 
