@@ -39,6 +39,24 @@ fn idf(doc_freq: u64, total_docs: u64) -> f32 {
     (1.0 + x).ln()
 }
 
+/// A document's place in the ranking as one integer, smaller first: the score, highest first
+/// in `f32::total_cmp`'s order, then the document number (documents are numbered segment by
+/// segment, so that is `DocAddress`'s order), as a `TopDocs` collector breaks ties.
+fn rank_key(score: f32, doc: u32) -> u64 {
+    // `total_cmp`'s own mapping of an f32 to an integer of the same order, made unsigned.
+    let bits = score.to_bits() as i32;
+    let ordered = (bits ^ (((bits >> 31) as u32) >> 1) as i32) as u32 ^ 0x8000_0000;
+    (u64::from(!ordered) << 32) | u64::from(doc)
+}
+
+/// The score and document of a [`rank_key`].
+fn from_rank_key(key: u64) -> (f32, u32) {
+    let ordered = !((key >> 32) as u32) ^ 0x8000_0000;
+    let bits = ordered as i32;
+    let bits = bits ^ (((bits >> 31) as u32) >> 1) as i32;
+    (f32::from_bits(bits as u32), key as u32)
+}
+
 /// Per-thread buffers of [`Retrieval::top`], kept between queries so that none allocates them.
 #[derive(Default)]
 struct Scratch {
@@ -46,8 +64,8 @@ struct Scratch {
     scores: Vec<f32>,
     /// The documents this query has given a score, in the order they first got one.
     touched: Vec<u32>,
-    /// (score, document) of each touched document.
-    hits: Vec<(f32, u32)>,
+    /// Each touched document as a [`rank_key`].
+    hits: Vec<u64>,
 }
 
 impl Retrieval {
@@ -181,18 +199,18 @@ impl Retrieval {
         hits.extend(touched.iter().filter_map(|doc| {
             scores
                 .get_mut(*doc as usize)
-                .map(|slot| (std::mem::take(slot), *doc))
+                .map(|slot| rank_key(std::mem::take(slot), *doc))
         }));
-        // Documents are numbered segment by segment, so their order is `DocAddress`'s.
-        let by_rank =
-            |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1));
         if hits.len() > limit {
-            hits.select_nth_unstable_by(limit, by_rank);
+            hits.select_nth_unstable(limit);
             hits.truncate(limit);
         }
-        hits.sort_unstable_by(by_rank);
+        hits.sort_unstable();
         hits.iter()
-            .map(|&(score, doc)| (score, self.address(doc)))
+            .map(|&key| {
+                let (score, doc) = from_rank_key(key);
+                (score, self.address(doc))
+            })
             .collect()
     }
 
@@ -215,6 +233,38 @@ mod tests {
     use tantivy::{doc, Index};
 
     use super::*;
+
+    /// The integer key orders as `total_cmp` (descending) then the document, and gives both back.
+    #[test]
+    fn rank_keys_order_as_total_cmp_then_document() {
+        let scores = [
+            0.0f32,
+            -0.0,
+            1.5,
+            1.5000001,
+            f32::MIN_POSITIVE,
+            -2.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            3.25e-30,
+        ];
+        let mut pairs: Vec<(f32, u32)> = Vec::new();
+        for (i, s) in scores.iter().enumerate() {
+            pairs.push((*s, i as u32));
+            pairs.push((*s, 1000 - i as u32));
+        }
+        for &(s, d) in &pairs {
+            let (s2, d2) = from_rank_key(rank_key(s, d));
+            assert_eq!((s.to_bits(), d), (s2.to_bits(), d2));
+        }
+        let mut by_cmp = pairs.clone();
+        by_cmp.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut by_key = pairs.clone();
+        by_key.sort_by_key(|(s, d)| rank_key(*s, *d));
+        let bits = |v: &[(f32, u32)]| v.iter().map(|(s, d)| (s.to_bits(), *d)).collect::<Vec<_>>();
+        assert_eq!(bits(&by_cmp), bits(&by_key));
+    }
 
     /// The same ranking, scores and tie order as tantivy's own boolean query and collector.
     #[test]
