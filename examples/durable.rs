@@ -21,7 +21,17 @@
 //! shop needs to find it again (MsgId, MsgType, FromUserName, ToUserName, CreateTime), and a
 //! row keyed by MsgId holding those and the decrypted XML. It is the floor under kefu's image
 //! path: what is left between the two is kefu's own arrangement, not the work.
-//! `cargo run --release --example durable -- 127.0.0.1:18083 /tmp/durable.db [raw|intake]`
+//!
+//! `text` is the least kefu's text path must do: `intake`, plus the message's `Content` read,
+//! classified by kefu's own classifier over the shipped reply library (the work itself: a
+//! cheaper classifier of the same accuracy would be a better classifier, not a better
+//! server), the reply chosen as kefu chooses it (the library's answer when the verdict may be
+//! answered at once, else an acknowledgement), stored in the row with the text and the
+//! intent, and after the commit answered as a passive reply encrypted with kefu's `MsgCrypt`
+//! (AES-256-CBC, base64, the SHA-1 signature). It has none of kefu's HTTP limits, metrics,
+//! duplicate answers, tickets or configuration: what is left between it and kefu's text path
+//! is kefu's arrangement.
+//! `cargo run --release --example durable -- 127.0.0.1:18083 /tmp/durable.db [raw|intake|text]`
 
 use aes::cipher::{block_padding::NoPadding, BlockModeDecrypt, KeyIvInit};
 use axum::extract::{RawQuery, State};
@@ -56,6 +66,10 @@ struct Message {
     create_time: i64,
     received_at: i64,
     xml: String,
+    /// In `text` mode: the shopper's text, its intent and the reply given.
+    content: Option<String>,
+    intent: Option<String>,
+    reply: Option<String>,
 }
 
 #[derive(Clone)]
@@ -66,7 +80,13 @@ struct Writer(mpsc::Sender<Job>);
 struct Intake {
     writer: Writer,
     key: [u8; 32],
+    /// In `text` mode: the classifier and the account's crypt for the passive reply.
+    text: Option<std::sync::Arc<(kefu::intent::Classifier, kefu::crypto::MsgCrypt)>>,
 }
+
+/// What `text` mode answers when the verdict is not to be answered at once (kefu's default
+/// `[callback] ack_text` in the sample kefu.toml).
+const ACK: &str = "您好，消息已收到，客服会尽快为您解答～";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,10 +96,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let intake_mode = match args.next().as_deref() {
-        None | Some("raw") => false,
-        Some("intake") => true,
-        Some(other) => return Err(format!("unknown mode {other:?}: raw or intake").into()),
+    let (intake_mode, text_mode) = match args.next().as_deref() {
+        None | Some("raw") => (false, false),
+        Some("intake") => (true, false),
+        Some("text") => (true, true),
+        Some(other) => return Err(format!("unknown mode {other:?}: raw, intake or text").into()),
     };
     let conn = rusqlite::Connection::open(&path)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -91,7 +112,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "CREATE TABLE IF NOT EXISTS intake (key TEXT NOT NULL UNIQUE, body BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS messages (key TEXT NOT NULL UNIQUE, msg_type TEXT NOT NULL,
            from_user TEXT NOT NULL, to_user TEXT NOT NULL, create_time INTEGER NOT NULL,
-           received_at INTEGER NOT NULL, xml TEXT NOT NULL)",
+           received_at INTEGER NOT NULL, xml TEXT NOT NULL, content TEXT, intent TEXT,
+           reply TEXT)",
     )?;
     let (tx, rx) = mpsc::channel::<Job>(4096);
     std::thread::Builder::new()
@@ -110,11 +132,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let decoded = lenient.decode(format!("{KEY}="))?;
         key.copy_from_slice(&decoded);
+        let text = if text_mode {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replies");
+            let library = kefu::library::load(&dir)?;
+            let classifier = kefu::intent::Classifier::build(
+                library,
+                kefu::intent::Thresholds::default(),
+            )?;
+            let crypt = kefu::crypto::MsgCrypt::new(TOKEN, KEY, APP_ID)?;
+            Some(std::sync::Arc::new((classifier, crypt)))
+        } else {
+            None
+        };
         axum::Router::new()
             .route("/wechat/callback", axum::routing::post(intake_decrypt))
             .with_state(Intake {
                 writer: Writer(tx),
                 key,
+                text,
             })
     } else {
         axum::Router::new()
@@ -176,20 +211,48 @@ async fn intake_decrypt(
     State(state): State<Intake>,
     RawQuery(query): RawQuery,
     body: axum::body::Bytes,
-) -> (StatusCode, &'static str) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let received_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let message = match read_message(&state.key, query.as_deref().unwrap_or(""), &body) {
         Ok(m) => m,
-        Err(why) => return (StatusCode::BAD_REQUEST, why),
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
-    let (key, message) = message;
-    let message = Message {
-        received_at,
-        ..message
+    let (key, mut message) = message;
+    message.received_at = received_at;
+    let Some(text) = state.text.as_deref() else {
+        return store_and_answer(&state.writer, key, axum::body::Bytes::new(), Some(message))
+            .await
+            .into_response();
     };
-    store_and_answer(&state.writer, key, axum::body::Bytes::new(), Some(message)).await
+    // `text` mode: classify, choose the reply, store it with the message, answer with it.
+    let (classifier, crypt) = text;
+    let Some(content) = message.content.as_deref() else {
+        return (StatusCode::BAD_REQUEST, "no Content").into_response();
+    };
+    let verdict = classifier.verdict(content);
+    let reply = match verdict.reply {
+        Some(r) if verdict.auto_answer() => classifier.library().render(r, None, None),
+        _ => ACK.to_owned(),
+    };
+    message.intent = Some(verdict.intent.to_owned());
+    message.reply = Some(reply.clone());
+    let (shopper, account) = (message.from_user.clone(), message.to_user.clone());
+    let (status, _) =
+        store_and_answer(&state.writer, key, axum::body::Bytes::new(), Some(message)).await;
+    if status != StatusCode::OK {
+        return (status, "not stored").into_response();
+    }
+    let now = received_at / 1000;
+    let xml = kefu::wecom::xml::text_reply(&shopper, &account, now, &reply);
+    let nonce = (received_at as u32).to_string();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        crypt.encrypt_reply(&xml, &now.to_string(), &nonce),
+    )
+        .into_response()
 }
 
 fn sha1_hex_matches(parts: &mut [&str], received: &str) -> bool {
@@ -265,7 +328,7 @@ fn read_message(
         return Err("wrong AppID");
     }
     let xml = std::str::from_utf8(&plain[20..end]).map_err(|_| "message not UTF-8")?;
-    let [msg_id, msg_type, from_user, to_user, create_time] = fields(
+    let [msg_id, msg_type, from_user, to_user, create_time, content] = fields(
         xml,
         [
             "MsgId",
@@ -273,6 +336,7 @@ fn read_message(
             "FromUserName",
             "ToUserName",
             "CreateTime",
+            "Content",
         ],
     );
     let msg_id = msg_id.ok_or("no MsgId")?;
@@ -285,6 +349,9 @@ fn read_message(
             .ok_or("no CreateTime")?,
         received_at: 0,
         xml: xml.to_owned(),
+        content: content.map(str::to_owned),
+        intent: None,
+        reply: None,
     };
     Ok((format!("msg:{msg_id}"), message))
 }
@@ -383,7 +450,8 @@ fn store(conn: &mut rusqlite::Connection, batch: &[Job]) -> rusqlite::Result<()>
         )?;
         let mut message = tx.prepare_cached(
             "INSERT INTO messages (key, msg_type, from_user, to_user, create_time, received_at, \
-             xml) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+             xml, content, intent, reply) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT DO NOTHING",
         )?;
         for job in batch {
             match &job.message {
@@ -396,6 +464,9 @@ fn store(conn: &mut rusqlite::Connection, batch: &[Job]) -> rusqlite::Result<()>
                     m.create_time,
                     m.received_at,
                     &m.xml,
+                    &m.content,
+                    &m.intent,
+                    &m.reply,
                 ))?,
             };
         }
