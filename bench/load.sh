@@ -5,13 +5,16 @@
 # transaction, WAL, synchronous=FULL, a row with a unique key per message, the answer after
 # the commit), which receives the text requests; and the same baseline in its `intake` mode
 # (both signatures checked, the message decrypted and parsed, a row keyed by MsgId: the least
-# kefu's image path must do), which receives the image requests. Two kefu runs: shopper text
-# messages (verify, decrypt, parse, classify, durable SQLite write, encrypted passive reply)
-# and image messages (the same intake without the classifier and the passive reply).
-# Each connection count gets its own hello / durable / durable-intake / text / image runs; a
-# summary table
-# follows, with each run's share of the hello world and of the durable baseline, and the
-# callback's own stages timed on one idle core over the same requests (examples/stages.rs).
+# kefu's image path must do), which receives the image requests; and in its `text` mode
+# (the intake, then kefu's classifier, the reply stored with the message and sent encrypted:
+# the least kefu's text path must do), which receives the text requests. Two kefu runs:
+# shopper text messages (verify, decrypt, parse, classify, durable SQLite write, encrypted
+# passive reply) and image messages (the same intake without the classifier and the reply).
+# Each connection count gets its own hello / durable / durable-intake / durable-text / text /
+# image runs; a summary table follows, with each run's share of the hello world and of the
+# durable baseline, kefu's share of the least work of its kind (text of durable-text, image
+# of durable-intake), and the callback's own stages timed on one idle core over the same
+# requests (examples/stages.rs).
 # Needs wrk (apt-get install wrk).
 #   bench/load.sh [duration_secs] [connections ...]      (default: 10 32 64)
 set -euo pipefail
@@ -71,6 +74,7 @@ run_hello() {  # run_hello CONNS
 run_durable() {  # run_durable CONNS [intake]
   local mode=${2:-raw} label=durable file="$OUT/requests.tsv"
   if [ "$mode" = intake ]; then label=durable-intake; file="$OUT/images.tsv"; fi
+  if [ "$mode" = text ]; then label=durable-text; fi
   rm -rf "$OUT/durable-db"
   ./target/release/examples/durable 127.0.0.1:18083 "$OUT/durable-db/durable.db" "$mode" & DURABLE=$!
   sleep 0.5
@@ -109,22 +113,28 @@ for C in "${CONNS_LIST[@]}"; do
   run_hello "$C"
   run_durable "$C"
   run_durable "$C" intake
+  run_durable "$C" text
   run_kefu text "$OUT/requests.tsv" "$C"
   run_kefu image "$OUT/images.tsv" "$C"
 done
 
 echo
 echo "== summary (req/s; its share of the hello-world and of the durable-baseline run at the"
-echo "   same connection count; the server's CPU time per request, all threads, user and kernel)"
+echo "   same connection count; kefu's share of the least work of its kind, text of durable-text"
+echo "   and image of durable-intake; the server's CPU time per request, all threads, user and"
+echo "   kernel)"
 awk '
   $1 == "hello" { base[$2] = $3 }
   $1 == "durable" { dur[$2] = $3 }
+  $1 == "durable-text" { least["kefu-text", $2] = $3 }
+  $1 == "durable-intake" { least["kefu-image", $2] = $3 }
   { rows[NR] = $0 }
   END {
-    printf "%-15s %5s %10s %8s %8s %9s %9s %12s\n", "server", "conns", "req/s", "/hello", "/durable", "p50", "p99", "cpu/req µs"
+    printf "%-15s %5s %10s %8s %8s %8s %9s %9s %12s\n", "server", "conns", "req/s", "/hello", "/durable", "/least", "p50", "p99", "cpu/req µs"
     for (i = 1; i <= NR; i++) {
       split(rows[i], f, " ")
-      printf "%-15s %5s %10.0f %7.1f%% %7.2fx %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[3] / dur[f[2]], f[4], f[5], f[6]
+      l = least[f[1], f[2]]
+      printf "%-15s %5s %10.0f %7.1f%% %7.2fx %8s %9s %9s %12s\n", f[1], f[2], f[3], 100 * f[3] / base[f[2]], f[3] / dur[f[2]], (l > 0 ? sprintf("%.2fx", f[3] / l) : "-"), f[4], f[5], f[6]
     }
   }' "$SUMMARY"
 
