@@ -99,9 +99,10 @@ impl Classifier {
                     // message, in the question's order.
                     let mut shared = -0.0f32;
                     for id in tokens {
-                        if known.contains(*id) {
-                            shared += self.idf_squared.get(*id as usize).copied().unwrap_or(0.0);
-                        }
+                        let w = self.idf_squared.get(*id as usize).copied().unwrap_or(0.0);
+                        // Adding zero for a token not shared changes nothing (a sum left at
+                        // zero scores zero whatever its sign), and leaves nothing to predict.
+                        shared += if known.contains(*id) { w } else { 0.0 };
                     }
                     let sim = if shared == 0.0 {
                         0.0

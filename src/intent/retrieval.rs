@@ -178,6 +178,14 @@ impl Retrieval {
             .iter()
             .filter_map(|t| self.terms.get(*t).map(|per_field| &per_field[..]))
             .collect();
+        // Room for every contribution, so that each document is written down unconditionally
+        // and kept only if it had no score yet: no branch on what the scores hold.
+        let most: usize = found
+            .iter()
+            .flat_map(|per_field| per_field.iter().map(|c| c.len()))
+            .sum();
+        touched.resize(most, 0);
+        let mut kept = 0;
         // Field by field, term by term, document by document: the order tantivy's boolean
         // query adds them in, so the sums are the same to the last bit.
         for fi in 0..self.fields {
@@ -189,13 +197,15 @@ impl Retrieval {
                     let Some(slot) = scores.get_mut(doc as usize) else {
                         continue;
                     };
-                    if *slot == 0.0 {
-                        touched.push(doc);
+                    if let Some(t) = touched.get_mut(kept) {
+                        *t = doc;
                     }
+                    kept += usize::from(*slot == 0.0);
                     *slot += c;
                 }
             }
         }
+        touched.truncate(kept);
         hits.extend(touched.iter().filter_map(|doc| {
             scores
                 .get_mut(*doc as usize)
