@@ -71,7 +71,7 @@ run_hello() {  # run_hello CONNS
   kill $HELLO; wait $HELLO 2>/dev/null || true
 }
 
-run_durable() {  # run_durable CONNS [intake]
+run_durable() {  # run_durable CONNS [intake|text]
   local mode=${2:-raw} label=durable file="$OUT/requests.tsv"
   if [ "$mode" = intake ]; then label=durable-intake; file="$OUT/images.tsv"; fi
   if [ "$mode" = text ]; then label=durable-text; fi

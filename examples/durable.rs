@@ -9,7 +9,7 @@
 //!   nothing else;
 //! - the answer only after the commit.
 //!
-//! Two modes. `raw` (the default, what the targets are measured against) verifies, decrypts,
+//! Three modes. `raw` (the default, what the targets are measured against) verifies, decrypts,
 //! parses and classifies nothing: the key is the query's `timestamp` and `nonce`, which a
 //! sender does not repeat, and the row holds the body as received; what it costs is HTTP, the
 //! hand-off to the writer and back, and the durable commit. `intake` adds the least an
@@ -53,7 +53,7 @@ const MAX_BATCH: usize = 256;
 struct Job {
     key: String,
     body: axum::body::Bytes,
-    /// In `intake` mode: what was read from the decrypted message.
+    /// In `intake` and `text` modes: what was read from the decrypted message.
     message: Option<Message>,
     done: oneshot::Sender<bool>,
 }
@@ -112,8 +112,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "CREATE TABLE IF NOT EXISTS intake (key TEXT NOT NULL UNIQUE, body BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS messages (key TEXT NOT NULL UNIQUE, msg_type TEXT NOT NULL,
            from_user TEXT NOT NULL, to_user TEXT NOT NULL, create_time INTEGER NOT NULL,
-           received_at INTEGER NOT NULL, xml TEXT NOT NULL, content TEXT, intent TEXT,
-           reply TEXT)",
+           received_at INTEGER NOT NULL, xml TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS texts (key TEXT NOT NULL UNIQUE, msg_type TEXT NOT NULL,
+           from_user TEXT NOT NULL, to_user TEXT NOT NULL, create_time INTEGER NOT NULL,
+           received_at INTEGER NOT NULL, xml TEXT NOT NULL, content TEXT NOT NULL,
+           intent TEXT NOT NULL, reply TEXT NOT NULL)",
     )?;
     let (tx, rx) = mpsc::channel::<Job>(4096);
     std::thread::Builder::new()
@@ -135,10 +138,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = if text_mode {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replies");
             let library = kefu::library::load(&dir)?;
-            let classifier = kefu::intent::Classifier::build(
-                library,
-                kefu::intent::Thresholds::default(),
-            )?;
+            let classifier =
+                kefu::intent::Classifier::build(library, kefu::intent::Thresholds::default())?;
             let crypt = kefu::crypto::MsgCrypt::new(TOKEN, KEY, APP_ID)?;
             Some(std::sync::Arc::new((classifier, crypt)))
         } else {
@@ -205,8 +206,9 @@ async fn store_and_answer(
     }
 }
 
-/// `intake` mode: verify, decrypt and parse a safe-mode Official Account message, then store
-/// it keyed by its MsgId.
+/// `intake` and `text` modes: verify, decrypt and parse a safe-mode Official Account message,
+/// then store it keyed by its MsgId (in `text` mode, with its verdict and reply, and answer
+/// with the reply).
 async fn intake_decrypt(
     State(state): State<Intake>,
     RawQuery(query): RawQuery,
@@ -216,7 +218,8 @@ async fn intake_decrypt(
     let received_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let message = match read_message(&state.key, query.as_deref().unwrap_or(""), &body) {
+    let query = query.as_deref().unwrap_or("");
+    let message = match read_message(&state.key, query, &body, state.text.is_some()) {
         Ok(m) => m,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
@@ -249,7 +252,10 @@ async fn intake_decrypt(
     let xml = kefu::wecom::xml::text_reply(&shopper, &account, now, &reply);
     let nonce = (received_at as u32).to_string();
     (
-        [(axum::http::header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/xml; charset=utf-8",
+        )],
         crypt.encrypt_reply(&xml, &now.to_string(), &nonce),
     )
         .into_response()
@@ -271,10 +277,12 @@ fn sha1_hex_matches(parts: &mut [&str], received: &str) -> bool {
 }
 
 /// The message's key (`msg:` and its MsgId) and fields, or why it was refused.
+/// With `content` (`text` mode), the message's `Content` too.
 fn read_message(
     key: &[u8; 32],
     query: &str,
     body: &[u8],
+    content: bool,
 ) -> Result<(String, Message), &'static str> {
     let param = |name: &str| {
         query
@@ -328,17 +336,22 @@ fn read_message(
         return Err("wrong AppID");
     }
     let xml = std::str::from_utf8(&plain[20..end]).map_err(|_| "message not UTF-8")?;
-    let [msg_id, msg_type, from_user, to_user, create_time, content] = fields(
-        xml,
-        [
-            "MsgId",
-            "MsgType",
-            "FromUserName",
-            "ToUserName",
-            "CreateTime",
-            "Content",
-        ],
-    );
+    const NAMES: [&str; 5] = [
+        "MsgId",
+        "MsgType",
+        "FromUserName",
+        "ToUserName",
+        "CreateTime",
+    ];
+    let ([msg_id, msg_type, from_user, to_user, create_time], content) = if content {
+        let [a, b, c, d, e, content] = fields(
+            xml,
+            [NAMES[0], NAMES[1], NAMES[2], NAMES[3], NAMES[4], "Content"],
+        );
+        ([a, b, c, d, e], content)
+    } else {
+        (fields(xml, NAMES), None)
+    };
     let msg_id = msg_id.ok_or("no MsgId")?;
     let message = Message {
         msg_type: msg_type.ok_or("no MsgType")?.to_owned(),
@@ -450,12 +463,35 @@ fn store(conn: &mut rusqlite::Connection, batch: &[Job]) -> rusqlite::Result<()>
         )?;
         let mut message = tx.prepare_cached(
             "INSERT INTO messages (key, msg_type, from_user, to_user, create_time, received_at, \
+             xml) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        )?;
+        let mut text = tx.prepare_cached(
+            "INSERT INTO texts (key, msg_type, from_user, to_user, create_time, received_at, \
              xml, content, intent, reply) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT DO NOTHING",
         )?;
         for job in batch {
             match &job.message {
                 None => insert.execute((&job.key, &job.body[..]))?,
+                Some(
+                    m @ Message {
+                        content: Some(content),
+                        intent: Some(intent),
+                        reply: Some(reply),
+                        ..
+                    },
+                ) => text.execute((
+                    &job.key,
+                    &m.msg_type,
+                    &m.from_user,
+                    &m.to_user,
+                    m.create_time,
+                    m.received_at,
+                    &m.xml,
+                    content,
+                    intent,
+                    reply,
+                ))?,
                 Some(m) => message.execute((
                     &job.key,
                     &m.msg_type,
@@ -464,9 +500,6 @@ fn store(conn: &mut rusqlite::Connection, batch: &[Job]) -> rusqlite::Result<()>
                     m.create_time,
                     m.received_at,
                     &m.xml,
-                    &m.content,
-                    &m.intent,
-                    &m.reply,
                 ))?,
             };
         }

@@ -236,7 +236,8 @@ impl Classifier {
                 self.linear.probabilities(&query.known, query.texts.len())
             }
         };
-        // In-scope intents, most probable first; the out-of-scope class is the last one.
+        // In-scope intents, most probable first (only the first, unless suggestions are asked
+        // for); the out-of-scope class is the last one.
         let unknown_p = probs.get(self.intents.len()).copied().unwrap_or(0.0);
         let by_probability = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
         // Suggestions read the intents in order; the verdict only needs the likeliest.

@@ -119,8 +119,8 @@ impl Classifier {
                 None => reply_score.push((ri, sim)),
             }
         }
-        // Each reply is listed once, so the order is total and an unstable sort gives it.
         known.put_back();
+        // Each reply is listed once, so the order is total and an unstable sort gives it.
         reply_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         // Intent score: KNN_WEIGHT × its best reply's similarity (from `reply_score`), plus

@@ -29,8 +29,8 @@ pub(super) struct Retrieval {
     fields: usize,
     /// The number of each segment's first document, ascending.
     segment_starts: Vec<u32>,
-    /// Documents in all the segments.
-    total_docs: usize,
+    /// Document numbers in all the segments (each segment's `max_doc`, summed).
+    doc_numbers: usize,
 }
 
 /// BM25's IDF, as tantivy computes it: ln(1 + (N - n + 0.5) / (n + 0.5)).
@@ -62,7 +62,8 @@ fn from_rank_key(key: u64) -> (f32, u32) {
 struct Scratch {
     /// Per document: its score so far. Zero between queries (a query resets what it touched).
     scores: Vec<f32>,
-    /// The documents this query has given a score, in the order they first got one.
+    /// The documents this query has given a score, in the order they first got one (while
+    /// scoring, entries past the ones kept are scratch).
     touched: Vec<u32>,
     /// Each touched document as a [`rank_key`].
     hits: Vec<u64>,
@@ -144,7 +145,7 @@ impl Retrieval {
             terms,
             fields: fields.len(),
             segment_starts,
-            total_docs: next_start as usize,
+            doc_numbers: next_start as usize,
         })
     }
 
@@ -154,8 +155,8 @@ impl Retrieval {
             static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
         }
         SCRATCH.with_borrow_mut(|scratch| {
-            if scratch.scores.len() != self.total_docs {
-                scratch.scores = vec![0.0; self.total_docs];
+            if scratch.scores.len() != self.doc_numbers {
+                scratch.scores = vec![0.0; self.doc_numbers];
             }
             self.top_into(scratch, tokens, limit)
         })
