@@ -222,12 +222,13 @@ impl Classifier {
         let probs = match self.model {
             Model::Retrieval => {
                 // The retrieval view alone: its blended intent scores, each turned into a
-                // confidence by its coverage of the message; no out-of-scope class.
-                let mut p: Vec<f32> = ranked
-                    .intent_scores
-                    .iter()
-                    .enumerate()
-                    .map(|(ii, s)| s.max(0.0).sqrt() * self.coverage(&query, ii))
+                // confidence by its coverage of the message; no out-of-scope class. A message
+                // with no tokens has no scores: every intent's confidence is zero.
+                let mut p: Vec<f32> = (0..self.intents.len())
+                    .map(|ii| {
+                        let s = ranked.intent_scores.get(ii).copied().unwrap_or(0.0);
+                        s.max(0.0).sqrt() * self.coverage(&query, ii)
+                    })
                     .collect();
                 p.push(0.0);
                 p
@@ -426,5 +427,27 @@ mod round_tests {
         assert_eq!(super::round3(-0.0001).to_string(), "0");
         assert_eq!(super::round3(-0.0).to_string(), "0");
         assert_eq!(super::round3(0.12345), 0.123);
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::{Classifier, Model, Thresholds};
+
+    /// The retrieval view alone (a comparison mode) gives a message with no words `unknown`,
+    /// as the shipped model does, and still reads a real question.
+    #[test]
+    fn retrieval_view_alone_takes_a_message_with_no_words() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replies");
+        let library = crate::library::load(&dir).expect("the shipped library loads");
+        let classifier = Classifier::build(library, Thresholds::default())
+            .expect("the shipped library builds")
+            .with_model(Model::Retrieval);
+        for text in ["", "？？？", "😀😀", "[捂脸]"] {
+            let result = classifier.classify(text);
+            assert_eq!(result.intent, "unknown", "{text:?}");
+            assert!(result.handoff, "{text:?}");
+        }
+        assert_eq!(classifier.classify("我的快递到哪了").intent, "tracking");
     }
 }
