@@ -222,13 +222,12 @@ impl Classifier {
         let probs = match self.model {
             Model::Retrieval => {
                 // The retrieval view alone: its blended intent scores, each turned into a
-                // confidence by its coverage of the message; no out-of-scope class. A message
-                // with no tokens has no scores: every intent's confidence is zero.
-                let mut p: Vec<f32> = (0..self.intents.len())
-                    .map(|ii| {
-                        let s = ranked.intent_scores.get(ii).copied().unwrap_or(0.0);
-                        s.max(0.0).sqrt() * self.coverage(&query, ii)
-                    })
+                // confidence by its coverage of the message; no out-of-scope class.
+                let mut p: Vec<f32> = ranked
+                    .intent_scores
+                    .iter()
+                    .enumerate()
+                    .map(|(ii, s)| s.max(0.0).sqrt() * self.coverage(&query, ii))
                     .collect();
                 p.push(0.0);
                 p

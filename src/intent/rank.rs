@@ -51,7 +51,13 @@ impl Classifier {
     }
 
     pub(super) fn rank(&self, q: &QueryTokens) -> Ranked {
-        let mut ranked = Ranked::default();
+        let n = self.intents.len();
+        let mut ranked = Ranked {
+            // Every intent scores zero until the message's tokens say otherwise (a message
+            // with none keeps these).
+            intent_scores: vec![0.0; n],
+            ..Ranked::default()
+        };
         if q.texts.is_empty() {
             return ranked;
         }
@@ -126,7 +132,6 @@ impl Classifier {
         // Intent score: KNN_WEIGHT × its best reply's similarity (from `reply_score`), plus
         // (1 - KNN_WEIGHT) × the cosine with its centroid, everything the intent's replies say
         // (robust to phrasings no sample has).
-        let n = self.intents.len();
         let mut centroid = vec![0f32; n];
         for (id, w) in &q.ids {
             if let Some(id) = id {
@@ -143,7 +148,6 @@ impl Classifier {
             }
         }
         let mut best: Option<(usize, f32, usize)> = None;
-        ranked.intent_scores = vec![0.0; n];
         for ii in 0..n {
             let knn_score = knn[ii].map(|k| k.1).unwrap_or(0.0);
             let score = KNN_WEIGHT * knn_score + (1.0 - KNN_WEIGHT) * centroid[ii] / q_norm;
