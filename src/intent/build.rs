@@ -29,21 +29,19 @@ pub(super) struct QuestionDoc {
     pub(super) weight: f32,
 }
 
-/// The sample questions as ranking reads them: one small entry each, and all their tokens in
-/// one array, each beside its squared IDF, so that comparing a message with its candidates
-/// walks little memory and reads it in order.
+/// The sample questions as ranking reads them: one small entry each, and all their token ids
+/// in one array, so that comparing a message with its candidates walks little memory.
 #[derive(Default)]
 pub(super) struct Questions {
     pub(super) entries: Vec<QuestionEntry>,
-    /// Every question's (token id, squared IDF), question after question (each one's sorted by
-    /// id and unique).
-    pub(super) tokens: Vec<(u32, f32)>,
+    /// Every question's token ids, question after question (each one's sorted and unique).
+    pub(super) tokens: Vec<u32>,
 }
 
 #[derive(Clone, Copy)]
 pub(super) struct QuestionEntry {
     pub(super) reply: u32,
-    /// The question's tokens: `tokens[start..end]` of [`Questions`].
+    /// The question's token ids: `tokens[start..end]` of [`Questions`].
     pub(super) start: u32,
     pub(super) end: u32,
     /// The length of its IDF-weighted token set: `sqrt(weight)`, at least 1e-6.
@@ -51,16 +49,11 @@ pub(super) struct QuestionEntry {
 }
 
 impl Questions {
-    /// `idf_squared` is per token id.
-    fn pack(questions: Vec<QuestionDoc>, idf_squared: &[f32]) -> Questions {
+    fn pack(questions: Vec<QuestionDoc>) -> Questions {
         let mut packed = Questions::default();
         for q in questions {
             let start = packed.tokens.len() as u32;
-            packed.tokens.extend(
-                q.tokens
-                    .iter()
-                    .map(|id| (*id, idf_squared.get(*id as usize).copied().unwrap_or(0.0))),
-            );
+            packed.tokens.extend_from_slice(&q.tokens);
             packed.entries.push(QuestionEntry {
                 reply: q.reply,
                 start,
@@ -71,8 +64,8 @@ impl Questions {
         packed
     }
 
-    /// Question `qi`'s entry and its (token id, squared IDF).
-    pub(super) fn get(&self, qi: usize) -> Option<(&QuestionEntry, &[(u32, f32)])> {
+    /// Question `qi`'s entry and token ids.
+    pub(super) fn get(&self, qi: usize) -> Option<(&QuestionEntry, &[u32])> {
         let e = self.entries.get(qi)?;
         let tokens = self.tokens.get(e.start as usize..e.end as usize)?;
         Some((e, tokens))
@@ -281,14 +274,15 @@ impl Classifier {
                 *slot = Some(ri);
             }
         }
-        let idf_squared: Vec<f32> = idf.iter().map(|w| w.powi(2)).collect();
+        let idf_squared = idf.iter().map(|w| w.powi(2)).collect();
         Ok(Classifier {
             library,
             retrieval,
             docs,
-            questions: Questions::pack(questions, &idf_squared),
+            questions: Questions::pack(questions),
             vocab,
             idf,
+            idf_squared,
             unseen_idf,
             postings,
             linear,

@@ -114,6 +114,8 @@ pub struct Classifier {
     /// Intent-level IDF: a token used by every intent (的, 怎么, 我想) weighs nothing, one
     /// used by two intents (退货) weighs a lot.
     idf: Vec<f32>,
+    /// Per token id: its IDF squared (a shared token's weight in a cosine's numerator).
+    idf_squared: Vec<f32>,
     /// IDF given to tokens the library never uses: they pull similarity down, which is what
     /// makes off-topic messages `unknown`.
     unseen_idf: f32,

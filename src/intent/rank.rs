@@ -104,10 +104,11 @@ impl Classifier {
                     // Sum of squared IDF over the tokens the question shares with the
                     // message, in the question's order.
                     let mut shared = -0.0f32;
-                    for &(id, w) in tokens {
+                    for id in tokens {
+                        let w = self.idf_squared.get(*id as usize).copied().unwrap_or(0.0);
                         // Adding zero for a token not shared changes nothing (a sum left at
                         // zero scores zero whatever its sign), and leaves nothing to predict.
-                        shared += if known.contains(id) { w } else { 0.0 };
+                        shared += if known.contains(*id) { w } else { 0.0 };
                     }
                     let sim = if shared == 0.0 {
                         0.0
@@ -124,7 +125,7 @@ impl Classifier {
                 None => reply_score.push((ri, sim)),
             }
         }
-        known.put_back(&q.known);
+        known.put_back();
         // Each reply is listed once, so the order is total and an unstable sort gives it.
         reply_score.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
@@ -168,13 +169,13 @@ impl Classifier {
     }
 }
 
-/// The message's known token ids, for membership tests that cost one read: a bit per id of
-/// the vocabulary (a few kilobytes, which stay in the nearest cache, where an array of a
-/// word per id would not), set for the ids of the message. Kept per thread between queries,
-/// so that none allocates it; a query clears only the bits it set.
+/// The message's known token ids, for membership tests that cost one read: an array over the
+/// vocabulary holding, for each id, the number of the last query that had it. Kept per thread
+/// between queries, so that none allocates or clears it.
 #[derive(Default)]
 struct KnownIds {
-    bits: Vec<u64>,
+    marks: Vec<u32>,
+    query: u32,
 }
 
 thread_local! {
@@ -182,39 +183,30 @@ thread_local! {
 }
 
 impl KnownIds {
-    /// This thread's bits, set for `known` (ids under `vocab`); give them back with
-    /// [`KnownIds::put_back`] and the same ids.
+    /// This thread's array, marked with `known` (ids under `vocab`); give it back with
+    /// [`KnownIds::put_back`].
     fn take_marked(known: &[u32], vocab: usize) -> KnownIds {
         let mut k = KNOWN.take();
-        let words = vocab.div_ceil(64);
-        if k.bits.len() != words {
-            // A new vocabulary: start again from nothing.
-            k.bits.clear();
-            k.bits.resize(words, 0);
+        k.query = k.query.wrapping_add(1);
+        if k.marks.len() != vocab || k.query == 0 {
+            // A new vocabulary, or the query count wrapped: start again from nothing.
+            k.marks.clear();
+            k.marks.resize(vocab, 0);
+            k.query = 1;
         }
         for id in known {
-            if let Some(w) = k.bits.get_mut(*id as usize / 64) {
-                *w |= 1 << (id % 64);
+            if let Some(m) = k.marks.get_mut(*id as usize) {
+                *m = k.query;
             }
         }
         k
     }
 
     fn contains(&self, id: u32) -> bool {
-        self.bits
-            .get(id as usize / 64)
-            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+        self.marks.get(id as usize) == Some(&self.query)
     }
 
-    /// Clear the bits of `known` (the ids it was marked with) and keep the array for the
-    /// thread's next query. A query that panics between the two leaves nothing behind: its
-    /// array was taken out, and the next query starts a new one.
-    fn put_back(mut self, known: &[u32]) {
-        for id in known {
-            if let Some(w) = self.bits.get_mut(*id as usize / 64) {
-                *w = 0;
-            }
-        }
+    fn put_back(self) {
         KNOWN.set(self);
     }
 }
