@@ -7,11 +7,13 @@
 # (both signatures checked, the message decrypted and parsed, a row keyed by MsgId: the least
 # kefu's image path must do), which receives the image requests; and in its `text` mode
 # (the intake, then kefu's classifier, the reply stored with the message and sent encrypted:
-# the least kefu's text path must do), which receives the text requests. Two kefu runs:
+# the least kefu's text path must do), which receives the text requests; and in its `reply`
+# mode (`text` without the classifier: every message acknowledged, the floor under any text
+# path whatever it classifies with), which receives them too. Two kefu runs:
 # shopper text messages (verify, decrypt, parse, classify, durable SQLite write, encrypted
 # passive reply) and image messages (the same intake without the classifier and the reply).
-# Each connection count gets its own hello / durable / durable-intake / durable-text / text /
-# image runs; a summary table follows, with each run's share of the hello world and of the
+# Each connection count gets its own hello / durable / durable-intake / durable-text /
+# durable-reply / text / image runs; a summary table follows, with each run's share of the hello world and of the
 # durable baseline, kefu's share of the least work of its kind (text of durable-text, image
 # of durable-intake), and the callback's own stages timed on one idle core over the same
 # requests (examples/stages.rs).
@@ -71,10 +73,11 @@ run_hello() {  # run_hello CONNS
   kill $HELLO; wait $HELLO 2>/dev/null || true
 }
 
-run_durable() {  # run_durable CONNS [intake|text]
+run_durable() {  # run_durable CONNS [intake|text|reply]
   local mode=${2:-raw} label=durable file="$OUT/requests.tsv"
   if [ "$mode" = intake ]; then label=durable-intake; file="$OUT/images.tsv"; fi
   if [ "$mode" = text ]; then label=durable-text; fi
+  if [ "$mode" = reply ]; then label=durable-reply; fi
   rm -rf "$OUT/durable-db"
   ./target/release/examples/durable 127.0.0.1:18083 "$OUT/durable-db/durable.db" "$mode" & DURABLE=$!
   sleep 0.5
@@ -114,6 +117,7 @@ for C in "${CONNS_LIST[@]}"; do
   run_durable "$C"
   run_durable "$C" intake
   run_durable "$C" text
+  run_durable "$C" reply
   run_kefu text "$OUT/requests.tsv" "$C"
   run_kefu image "$OUT/images.tsv" "$C"
 done

@@ -31,7 +31,12 @@
 //! (AES-256-CBC, base64, the SHA-1 signature). It has none of kefu's HTTP limits, metrics,
 //! duplicate answers, tickets or configuration: what is left between it and kefu's text path
 //! is kefu's arrangement.
-//! `cargo run --release --example durable -- 127.0.0.1:18083 /tmp/durable.db [raw|intake|text]`
+//!
+//! `reply` is `text` with the classifier taken out: every message gets the acknowledgement,
+//! stored with it and sent back encrypted. No classifier can cost less than nothing, so
+//! this is the floor under any text path that records the message and answers it with a
+//! passive reply, whatever it classifies with.
+//! `cargo run --release --example durable -- 127.0.0.1:18083 /tmp/durable.db [raw|intake|text|reply]`
 
 use aes::cipher::{block_padding::NoPadding, BlockModeDecrypt, KeyIvInit};
 use axum::extract::{RawQuery, State};
@@ -80,8 +85,9 @@ struct Writer(mpsc::Sender<Job>);
 struct Intake {
     writer: Writer,
     key: [u8; 32],
-    /// In `text` mode: the classifier and the account's crypt for the passive reply.
-    text: Option<std::sync::Arc<(kefu::intent::Classifier, kefu::crypto::MsgCrypt)>>,
+    /// In `text` and `reply` modes: the classifier (`text` only) and the account's crypt for
+    /// the passive reply.
+    text: Option<std::sync::Arc<(Option<kefu::intent::Classifier>, kefu::crypto::MsgCrypt)>>,
 }
 
 /// What `text` mode answers when the verdict is not to be answered at once (kefu's default
@@ -96,11 +102,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let (intake_mode, text_mode) = match args.next().as_deref() {
-        None | Some("raw") => (false, false),
-        Some("intake") => (true, false),
-        Some("text") => (true, true),
-        Some(other) => return Err(format!("unknown mode {other:?}: raw, intake or text").into()),
+    // (decrypt and parse, answer with a passive reply, classify)
+    let (intake_mode, reply_mode, classify) = match args.next().as_deref() {
+        None | Some("raw") => (false, false, false),
+        Some("intake") => (true, false, false),
+        Some("text") => (true, true, true),
+        Some("reply") => (true, true, false),
+        Some(other) => {
+            return Err(format!("unknown mode {other:?}: raw, intake, text or reply").into())
+        }
     };
     let conn = rusqlite::Connection::open(&path)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -135,11 +145,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let decoded = lenient.decode(format!("{KEY}="))?;
         key.copy_from_slice(&decoded);
-        let text = if text_mode {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replies");
-            let library = kefu::library::load(&dir)?;
-            let classifier =
-                kefu::intent::Classifier::build(library, kefu::intent::Thresholds::default())?;
+        let text = if reply_mode {
+            let classifier = if classify {
+                let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replies");
+                let library = kefu::library::load(&dir)?;
+                Some(kefu::intent::Classifier::build(
+                    library,
+                    kefu::intent::Thresholds::default(),
+                )?)
+            } else {
+                None
+            };
             let crypt = kefu::crypto::MsgCrypt::new(TOKEN, KEY, APP_ID)?;
             Some(std::sync::Arc::new((classifier, crypt)))
         } else {
@@ -235,12 +251,19 @@ async fn intake_decrypt(
     let Some(content) = message.content.as_deref() else {
         return (StatusCode::BAD_REQUEST, "no Content").into_response();
     };
-    let verdict = classifier.verdict(content);
-    let reply = match verdict.reply {
-        Some(r) if verdict.auto_answer() => classifier.library().render(r, None, None),
-        _ => ACK.to_owned(),
+    let (intent, reply) = match classifier {
+        Some(classifier) => {
+            let verdict = classifier.verdict(content);
+            let reply = match verdict.reply {
+                Some(r) if verdict.auto_answer() => classifier.library().render(r, None, None),
+                _ => ACK.to_owned(),
+            };
+            (verdict.intent, reply)
+        }
+        // `reply` mode: no classifier; every message is acknowledged.
+        None => ("unclassified", ACK.to_owned()),
     };
-    message.intent = Some(verdict.intent.to_owned());
+    message.intent = Some(intent.to_owned());
     message.reply = Some(reply.clone());
     let (shopper, account) = (message.from_user.clone(), message.to_user.clone());
     let (status, _) =
