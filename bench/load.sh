@@ -13,10 +13,10 @@
 # shopper text messages (verify, decrypt, parse, classify, durable SQLite write, encrypted
 # passive reply) and image messages (the same intake without the classifier and the reply).
 # Each connection count gets its own hello / durable / durable-intake / durable-text /
-# durable-reply / text / image runs; a summary table follows, with each run's share of the hello world and of the
-# durable baseline, kefu's share of the least work of its kind (text of durable-text, image
-# of durable-intake), and the callback's own stages timed on one idle core over the same
-# requests (examples/stages.rs).
+# durable-reply / text / image runs; a summary table follows, with each run's share of the
+# hello world and of the durable baseline, kefu's share of the least work of its kind (text
+# of durable-text, image of durable-intake), and the callback's own stages timed on one idle
+# core over the same requests (examples/stages.rs).
 # Needs wrk (apt-get install wrk).
 #   bench/load.sh [duration_secs] [connections ...]      (default: 10 32 64)
 set -euo pipefail

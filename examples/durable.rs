@@ -90,6 +90,20 @@ struct Intake {
     text: Option<std::sync::Arc<(Option<kefu::intent::Classifier>, kefu::crypto::MsgCrypt)>>,
 }
 
+/// What the baseline does; each mode does all that the one before it does, but `reply`
+/// leaves out `text`'s classifier.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Store the body as received, answer `success`.
+    Raw,
+    /// Verify, decrypt and parse; store the message's fields.
+    Intake,
+    /// `Intake`, then classify, store the reply and answer with it encrypted.
+    Text,
+    /// `Text` without the classifier: every message gets the acknowledgement.
+    Reply,
+}
+
 /// What `text` mode answers when the verdict is not to be answered at once (kefu's default
 /// `[callback] ack_text` in the sample kefu.toml).
 const ACK: &str = "您好，消息已收到，客服会尽快为您解答～";
@@ -102,20 +116,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // (decrypt and parse, answer with a passive reply, classify)
-    let (intake_mode, reply_mode, classify) = match args.next().as_deref() {
-        None | Some("raw") => (false, false, false),
-        Some("intake") => (true, false, false),
-        Some("text") => (true, true, true),
-        Some("reply") => (true, true, false),
+    let mode = match args.next().as_deref() {
+        None | Some("raw") => Mode::Raw,
+        Some("intake") => Mode::Intake,
+        Some("text") => Mode::Text,
+        Some("reply") => Mode::Reply,
         Some(other) => {
             return Err(format!("unknown mode {other:?}: raw, intake, text or reply").into())
         }
     };
     let conn = rusqlite::Connection::open(&path)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("journal_mode is {mode}, not wal").into());
+    let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(format!("journal_mode is {journal}, not wal").into());
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(
@@ -136,7 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             move || writer(conn, rx, rt)
         })?;
 
-    let app = if intake_mode {
+    let app = if mode != Mode::Raw {
         let mut key = [0u8; 32];
         // EncodingAESKey is 43 characters of base64 whose last one carries unused bits.
         let lenient = base64::engine::GeneralPurpose::new(
@@ -145,8 +158,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let decoded = lenient.decode(format!("{KEY}="))?;
         key.copy_from_slice(&decoded);
-        let text = if reply_mode {
-            let classifier = if classify {
+        let text = if matches!(mode, Mode::Text | Mode::Reply) {
+            let classifier = if mode == Mode::Text {
                 let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replies");
                 let library = kefu::library::load(&dir)?;
                 Some(kefu::intent::Classifier::build(
